@@ -1,0 +1,52 @@
+"""Liveness and readiness probes."""
+
+import logging
+
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from config.celery import app
+
+logger = logging.getLogger(__name__)
+
+READINESS_CACHE_KEY = "readyz:probe"
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_cache() -> None:
+    cache.set(READINESS_CACHE_KEY, "1", timeout=10)
+    if cache.get(READINESS_CACHE_KEY) != "1":
+        raise RuntimeError("cache did not return what was written")
+
+
+def _check_sqs() -> None:
+    # Opening a channel resolves every application queue's URL (GetQueueUrl),
+    # so this fails when SQS is down or a queue is missing.
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1)
+        conn.default_channel.predefined_queues  # noqa: B018 - the lookup is the check
+
+
+CHECKS = {"database": _check_database, "cache": _check_cache, "sqs": _check_sqs}
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok", "checks": {}})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    results = {}
+    for name, check in CHECKS.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            logger.warning("readiness check failed check=%s error=%s", name, type(exc).__name__)
+            results[name] = "unavailable"
+    ready = all(result == "ok" for result in results.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)

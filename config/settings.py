@@ -1,0 +1,217 @@
+"""The one settings module: every value comes from the environment (12-factor).
+
+Defaults are for a developer's machine; production sets the environment and
+must at least set DJANGO_DEBUG=false and a real DJANGO_SECRET_KEY.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+
+env = environ.Env()
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "gifting",
+    "vouchers",
+    "fraud",
+]
+
+MIDDLEWARE = [
+    "config.request_id.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so the Celery worker started by the tests sees the same data.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (rate limits, heartbeats) ------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- Email ---------------------------------------------------------------------
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="gifts@localhost")
+# Bounded so a stuck SMTP server can never hold a gift past the SQS visibility timeout.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+
+# --- REST API ----------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Gift a Voucher API",
+    "DESCRIPTION": "Gift a voucher by email; issued and delivered asynchronously.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- SQS and Celery ----------------------------------------------------------
+AWS_REGION = env.str("AWS_REGION", default="us-east-1")
+AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="dev-access-key")
+AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="dev-secret-key")
+SQS_ENDPOINT_URL = env.str("SQS_ENDPOINT_URL", default="http://127.0.0.1:9324") or None
+SQS_QUEUE_PREFIX = env.str("SQS_QUEUE_PREFIX", default="dev-")
+SQS_VISIBILITY_TIMEOUT = env.int("SQS_VISIBILITY_TIMEOUT", default=60)
+SQS_WAIT_TIME_SECONDS = env.int("SQS_WAIT_TIME_SECONDS", default=10)
+SQS_MAX_RECEIVE_COUNT = env.int("SQS_MAX_RECEIVE_COUNT", default=5)
+
+# Celery queue names; kombu prepends SQS_QUEUE_PREFIX to form the SQS names.
+GIFT_QUEUE = "gift-delivery"
+GIFT_DLQ = "gift-delivery-dlq"
+MAINTENANCE_QUEUE = "gift-maintenance"
+
+CELERY_BROKER_URL = "sqs://"
+# Our transport resolves the predefined queues' URLs from SQS (see config/sqs_transport.py).
+CELERY_BROKER_TRANSPORT = "config.sqs_transport:Transport"
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "region": AWS_REGION,
+    "endpoint_url": SQS_ENDPOINT_URL,
+    "access_key_id": AWS_ACCESS_KEY_ID,
+    "secret_access_key": AWS_SECRET_ACCESS_KEY,
+    "queue_name_prefix": SQS_QUEUE_PREFIX,
+    "queue_names": [GIFT_QUEUE, GIFT_DLQ, MAINTENANCE_QUEUE],
+    "visibility_timeout": SQS_VISIBILITY_TIMEOUT,
+    "wait_time_seconds": SQS_WAIT_TIME_SECONDS,
+    "polling_interval": 0,
+    "fetch_message_attributes": ["ApproximateReceiveCount", "SentTimestamp"],
+    # Short timeouts and few retries: publishing must never hang a request.
+    "client-config": {
+        "connect_timeout": 2,
+        "read_timeout": SQS_WAIT_TIME_SECONDS + 5,
+        "retries": {"max_attempts": 2, "mode": "standard"},
+    },
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = GIFT_QUEUE
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # no pidbox queues: SQS has no fanout for them
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_SEND_SENT_EVENT = False
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_ROUTES = {"gifting.sweep_*": {"queue": MAINTENANCE_QUEUE}}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Gift delivery -----------------------------------------------------------
+GIFT_MAX_RETRIES = env.int("GIFT_MAX_RETRIES", default=5)
+GIFT_RETRY_BACKOFF_BASE = env.int("GIFT_RETRY_BACKOFF_BASE", default=2)
+GIFT_RETRY_BACKOFF_MAX = env.int("GIFT_RETRY_BACKOFF_MAX", default=300)
+if not 0 < GIFT_RETRY_BACKOFF_MAX <= 900:
+    raise ImproperlyConfigured("GIFT_RETRY_BACKOFF_MAX must be 1..900 (the SQS DelaySeconds cap).")
+GIFT_CURRENCIES = env.list("GIFT_CURRENCIES", default=["EUR", "USD", "GBP"])
+GIFT_SWEEP_INTERVAL = env.int("GIFT_SWEEP_INTERVAL", default=30)
+GIFT_REPUBLISH_AFTER = env.int("GIFT_REPUBLISH_AFTER", default=120)
+IDEMPOTENCY_KEY_TTL = env.int("IDEMPOTENCY_KEY_TTL", default=86400)
+VOUCHER_VALIDITY_DAYS = env.int("VOUCHER_VALIDITY_DAYS", default=365)
+
+CELERY_BEAT_SCHEDULE = {
+    "republish-stale-gifts": {
+        "task": "gifting.sweep_stale_gifts",
+        "schedule": GIFT_SWEEP_INTERVAL,
+    },
+    "purge-expired-idempotency-keys": {
+        "task": "gifting.sweep_idempotency_keys",
+        "schedule": 3600,
+    },
+}
+
+# --- Logging -------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "config.request_id.RequestIdLogFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}
+
+try:  # var/ holds everything written at run time (SQLite, beat schedule); it is git-ignored.
+    VAR_DIR.mkdir(exist_ok=True)
+except OSError:
+    pass

@@ -1,0 +1,1 @@
+"""Risk rules, decisions and holds arrive with the fraud issue; nothing is stored yet."""

@@ -1,0 +1,51 @@
+from django.contrib import admin
+
+from gifting.masking import mask_recipient
+from gifting.models import Gift, GiftEvent
+
+
+class GiftEventInline(admin.TabularInline):
+    model = GiftEvent
+    fields = ["at", "type", "actor_label", "actor", "request_id", "details"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Gift)
+class GiftAdmin(admin.ModelAdmin):
+    list_display = ["id", "created_at", "sender", "masked_recipient", "amount", "currency", "status", "attempts"]
+    list_filter = ["status", "currency"]
+    search_fields = ["id", "sender__username"]
+    date_hierarchy = "created_at"
+    inlines = [GiftEventInline]
+    readonly_fields = [field.name for field in Gift._meta.fields]
+
+    @admin.display(description="recipient")
+    def masked_recipient(self, gift: Gift) -> str:
+        return mask_recipient(email=gift.recipient_email, wallet=gift.recipient_wallet)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(GiftEvent)
+class GiftEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "gift", "type", "actor_label", "actor", "request_id"]
+    list_filter = ["type", "actor_label"]
+    search_fields = ["gift__id", "request_id"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,78 @@
+"""The gift audit log: one small function per event type, each appending one row."""
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from config.request_id import current_request_id
+from gifting.models import Gift, GiftEvent, GiftEventType
+
+# Event types and detail keys the sender may see in the API timeline; everything
+# else (internal causes, message ids) is for staff only.
+PUBLIC_EVENT_TYPES = frozenset(
+    {
+        GiftEventType.CREATED,
+        GiftEventType.QUEUED,
+        GiftEventType.DELIVERY_ATTEMPTED,
+        GiftEventType.RETRY_SCHEDULED,
+        GiftEventType.DELIVERED,
+        GiftEventType.FAILED,
+    }
+)
+PUBLIC_DETAIL_KEYS = frozenset({"attempt", "reason", "retry_at"})
+
+
+def _record(gift: Gift, type_: str, *, actor: AbstractBaseUser | None = None, actor_label: str, **details) -> GiftEvent:
+    return GiftEvent.objects.create(
+        gift=gift,
+        type=type_,
+        actor=actor,
+        actor_label=actor_label,
+        request_id=current_request_id(),
+        details=details,
+    )
+
+
+def gift_created(gift: Gift, *, actor: AbstractBaseUser) -> GiftEvent:
+    return _record(gift, GiftEventType.CREATED, actor=actor, actor_label="user")
+
+
+def gift_queued(gift: Gift, *, message_id: str, actor_label: str) -> GiftEvent:
+    return _record(gift, GiftEventType.QUEUED, actor_label=actor_label, message_id=message_id)
+
+
+def gift_publish_failed(gift: Gift, *, error: str, actor_label: str) -> GiftEvent:
+    return _record(gift, GiftEventType.PUBLISH_FAILED, actor_label=actor_label, error=error)
+
+
+def gift_republished(gift: Gift, *, message_id: str) -> GiftEvent:
+    return _record(gift, GiftEventType.REPUBLISHED, actor_label="sweeper", message_id=message_id)
+
+
+def gift_delivery_attempted(gift: Gift, *, attempt: int) -> GiftEvent:
+    return _record(gift, GiftEventType.DELIVERY_ATTEMPTED, actor_label="worker", attempt=attempt)
+
+
+def gift_retry_scheduled(gift: Gift, *, reason: str, retry_at: str, delay_seconds: int) -> GiftEvent:
+    return _record(
+        gift,
+        GiftEventType.RETRY_SCHEDULED,
+        actor_label="worker",
+        reason=reason,
+        retry_at=retry_at,
+        delay_seconds=delay_seconds,
+    )
+
+
+def gift_delivered(gift: Gift, *, channel: str) -> GiftEvent:
+    return _record(gift, GiftEventType.DELIVERED, actor_label="worker", channel=channel)
+
+
+def gift_duplicate_ignored(gift: Gift, *, status: str) -> GiftEvent:
+    return _record(gift, GiftEventType.DUPLICATE_IGNORED, actor_label="worker", status=status)
+
+
+def gift_failed(gift: Gift, *, reason: str, cause: str) -> GiftEvent:
+    return _record(gift, GiftEventType.FAILED, actor_label="worker", reason=reason, cause=cause)
+
+
+def gift_dead_lettered(gift: Gift, *, message_id: str) -> GiftEvent:
+    return _record(gift, GiftEventType.DEAD_LETTERED, actor_label="worker", message_id=message_id)

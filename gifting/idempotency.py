@@ -1,0 +1,117 @@
+"""Idempotency-Key semantics for creating gifts, as Stripe does them.
+
+A key is scoped to the user and remembered for IDEMPOTENCY_KEY_TTL seconds.
+The same key with an equivalent body replays the stored response; with a
+different body it is refused (422); while the first request is still being
+processed it is refused too (409). The response is stored in the same
+transaction as the work it describes, so a crash leaves neither.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework import status
+
+from config.errors import ApplicationError
+from gifting.models import Gift, IdempotencyKey
+
+# An in-flight claim older than this belongs to a request that died; its work
+# rolled back with it, so the key may be claimed again.
+ABANDONED_AFTER = timedelta(seconds=60)
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class IdempotentResponse:
+    status: int
+    body: Any
+    replayed: bool
+
+
+def validate_key(raw: str | None) -> str:
+    """The header's value if it is 1–255 printable ASCII characters; else a ValueError."""
+    if not raw:
+        raise ValueError("This header is required.")
+    if len(raw) > MAX_KEY_LENGTH:
+        raise ValueError(f"Ensure this header has no more than {MAX_KEY_LENGTH} characters.")
+    if not all(" " <= char <= "~" for char in raw):
+        raise ValueError("Use printable ASCII characters only.")
+    return raw
+
+
+def fingerprint(body: Any) -> str:
+    """The same digest for JSON-equivalent bodies (key order and spacing do not matter)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _claim(*, user: AbstractBaseUser, key: str, request_fingerprint: str) -> tuple[IdempotencyKey, bool]:
+    """A new in-flight claim on the key (True), or the existing record for it (False)."""
+    now = timezone.now()
+    IdempotencyKey.objects.filter(user=user, key=key).filter(
+        created_at__lt=now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
+    ).delete()
+    IdempotencyKey.objects.filter(
+        user=user, key=key, response_status__isnull=True, created_at__lt=now - ABANDONED_AFTER
+    ).delete()
+    try:
+        with transaction.atomic():
+            return IdempotencyKey.objects.create(user=user, key=key, request_fingerprint=request_fingerprint), True
+    except IntegrityError:
+        return IdempotencyKey.objects.get(user=user, key=key), False
+
+
+def run_idempotently(
+    *,
+    user: AbstractBaseUser,
+    key: str,
+    body: Any,
+    operation: Callable[[], tuple[int, Any, Gift | None]],
+) -> IdempotentResponse:
+    """Run `operation` once per (user, key) and body; replay its stored response after that.
+
+    `operation` returns (status, body, gift) and runs inside the transaction
+    that stores its response.
+    """
+    request_fingerprint = fingerprint(body)
+    record, claimed = _claim(user=user, key=key, request_fingerprint=request_fingerprint)
+    if record.request_fingerprint != request_fingerprint:
+        raise ApplicationError(
+            code="idempotency_key_reused",
+            detail="This Idempotency-Key was used with a different request body.",
+            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    if not claimed and not record.in_flight:
+        return IdempotentResponse(status=record.response_status, body=record.response_body, replayed=True)
+    if not claimed:
+        raise ApplicationError(
+            code="idempotency_key_in_use",
+            detail="A request with this Idempotency-Key is still being processed.",
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    try:
+        with transaction.atomic():
+            response_status, response_body, gift = operation()
+            record.response_status = response_status
+            record.response_body = response_body
+            record.gift = gift
+            record.save(update_fields=["response_status", "response_body", "gift"])
+    except BaseException:
+        IdempotencyKey.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+        raise
+    return IdempotentResponse(status=response_status, body=response_body, replayed=False)
+
+
+def idempotency_keys_purge_expired() -> int:
+    """Forget keys older than IDEMPOTENCY_KEY_TTL; returns how many."""
+    cutoff = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

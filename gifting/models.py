@@ -1,0 +1,127 @@
+"""Gifts, their append-only audit trail, and remembered Idempotency-Keys."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class GiftStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"  # accepted; delivery pending, in progress or retrying
+    HELD = "held", "Held"  # awaiting review or a hold period
+    DELIVERED = "delivered", "Delivered"
+    REJECTED = "rejected", "Rejected"
+    FAILED = "failed", "Failed"  # permanent failure or retries exhausted; dead-lettered
+
+
+class Gift(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="gifts_sent")
+    recipient_email = models.EmailField(max_length=254, blank=True, default="")
+    recipient_wallet = models.CharField(max_length=42, blank=True, default="")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    message = models.CharField(max_length=500, blank=True, default="")
+    status = models.CharField(max_length=16, choices=GiftStatus.choices, default=GiftStatus.QUEUED)
+    attempts = models.PositiveIntegerField(default=0, help_text="Delivery attempts made: 1 + retries.")
+    last_error = models.CharField(max_length=200, blank=True, default="", help_text="Coarse, user-safe reason.")
+    # Outbox bookkeeping: when a message was last sent to SQS, and when that
+    # message becomes visible to workers (later than published for a retry).
+    last_published_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="gift_amount_positive"),
+            models.CheckConstraint(
+                condition=(Q(recipient_email="") & ~Q(recipient_wallet=""))
+                | (~Q(recipient_email="") & Q(recipient_wallet="")),
+                name="gift_exactly_one_recipient",
+            ),
+            models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="gift_currency_iso4217"),
+            models.CheckConstraint(condition=Q(status__in=GiftStatus.values), name="gift_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status=GiftStatus.DELIVERED) | Q(delivered_at__isnull=False),
+                name="gift_delivered_has_time",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="gift_status_due_idx")]
+
+    def __str__(self) -> str:
+        return f"Gift {self.id} ({self.amount} {self.currency}, {self.status})"
+
+    @property
+    def recipient(self) -> str:
+        return self.recipient_email or self.recipient_wallet
+
+
+class GiftEventType(models.TextChoices):
+    CREATED = "created"
+    QUEUED = "queued"  # a delivery message was published to SQS
+    PUBLISH_FAILED = "publish_failed"
+    REPUBLISHED = "republished"  # the sweeper published a new message
+    DELIVERY_ATTEMPTED = "delivery_attempted"
+    RETRY_SCHEDULED = "retry_scheduled"
+    DELIVERED = "delivered"
+    DUPLICATE_IGNORED = "duplicate_ignored"
+    FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class AppendOnlyError(Exception):
+    pass
+
+
+class GiftEvent(models.Model):
+    """One row per thing that happened to a gift. Never updated, never deleted."""
+
+    gift = models.ForeignKey(Gift, on_delete=models.PROTECT, related_name="events")
+    type = models.CharField(max_length=32, choices=GiftEventType.choices)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_label = models.CharField(max_length=64, help_text="'user', 'worker', 'sweeper' …")
+    request_id = models.CharField(max_length=64, blank=True, default="")
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise AppendOnlyError("Gift events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("Gift events are append-only.")
+
+
+class IdempotencyKey(models.Model):
+    """A client's Idempotency-Key and the response it got, kept for IDEMPOTENCY_KEY_TTL."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)  # null while in flight
+    response_body = models.JSONField(null=True, blank=True)
+    gift = models.ForeignKey(Gift, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"Idempotency-Key of user {self.user_id}"
+
+    @property
+    def in_flight(self) -> bool:
+        return self.response_status is None

@@ -1,0 +1,107 @@
+"""Delivery tasks: load, call a service, classify errors. No business logic here."""
+
+import logging
+import uuid
+
+from celery import Task, shared_task
+from celery.exceptions import Retry
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from gifting import services
+from gifting.errors import DeliveryError, TransientDeliveryError
+from gifting.idempotency import idempotency_keys_purge_expired
+from gifting.models import Gift
+
+logger = logging.getLogger(__name__)
+
+SQS_MAX_DELAY_SECONDS = 900
+FAILURE_REASONS = {
+    "exhausted": "Delivery kept failing; we stopped retrying.",
+    "permanent": "The voucher could not be delivered.",
+    "crashed": "Delivery failed unexpectedly.",
+}
+
+
+def _gift_id_from(args: tuple | list | None) -> uuid.UUID | None:
+    """The gift id a message names, or None for a malformed message."""
+    try:
+        return uuid.UUID(str(args[0]))
+    except (TypeError, IndexError, ValueError):
+        return None
+
+
+class DeliverGiftTask(Task):
+    """acks_late + reject_on_worker_lost; transient errors retried through SQS DelaySeconds.
+
+    Celery's own countdown would make the worker hold the retry in memory,
+    and past the visibility timeout SQS would hand the message to another
+    worker; a delay carried by SQS has no such hazard.
+    """
+
+    acks_late = True
+    reject_on_worker_lost = True
+    autoretry_for = (TransientDeliveryError,)
+    retry_backoff = settings.GIFT_RETRY_BACKOFF_BASE
+    retry_backoff_max = settings.GIFT_RETRY_BACKOFF_MAX
+    retry_jitter = True
+    max_retries = settings.GIFT_MAX_RETRIES
+
+    def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None, max_retries=None, **options):
+        delay_seconds = min(int(countdown or 0), SQS_MAX_DELAY_SECONDS)
+        try:
+            return super().retry(
+                args=args,
+                kwargs=kwargs,
+                exc=exc,
+                throw=throw,
+                countdown=0,
+                max_retries=max_retries,
+                delay_seconds=delay_seconds,
+                **options,
+            )
+        except Retry:
+            # Reached only once the retry message is on SQS.
+            gift_id = _gift_id_from(self.request.args)
+            reason = exc.reason if isinstance(exc, DeliveryError) else "Temporary failure."
+            services.gift_record_retry(gift_id=gift_id, reason=reason, delay_seconds=delay_seconds)
+            raise
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        """Retries exhausted, a permanent error or a crash: mark the gift failed and dead-letter it."""
+        gift_id = _gift_id_from(args)
+        if gift_id is None:
+            return
+        if isinstance(exc, TransientDeliveryError):
+            reason, cause = FAILURE_REASONS["exhausted"], "retries_exhausted"
+        elif isinstance(exc, DeliveryError):
+            reason, cause = FAILURE_REASONS["permanent"], "permanent_error"
+        else:
+            reason, cause = FAILURE_REASONS["crashed"], type(exc).__name__
+        if services.gift_fail(gift_id=gift_id, reason=reason, cause=cause):
+            services.gift_dead_letter(gift_id=gift_id)
+
+
+@shared_task(bind=True, base=DeliverGiftTask, name="gifting.deliver_gift")
+def deliver_gift(self: DeliverGiftTask, gift_id: str) -> None:
+    parsed_id = _gift_id_from([gift_id])
+    if parsed_id is None:
+        logger.error("dropping delivery message with a malformed gift id task=%s", self.request.id)
+        return
+    try:
+        services.gift_deliver(gift_id=parsed_id)
+    except Gift.DoesNotExist:
+        logger.error("dropping delivery message for an unknown gift gift=%s", parsed_id)
+    except (OperationalError, InterfaceError) as exc:
+        # The database is unreachable: nothing was recorded, so try again later.
+        raise TransientDeliveryError("Temporary failure.") from exc
+
+
+@shared_task(name="gifting.sweep_stale_gifts")
+def sweep_stale_gifts() -> int:
+    return services.gifts_republish_stale()
+
+
+@shared_task(name="gifting.sweep_idempotency_keys")
+def sweep_idempotency_keys() -> int:
+    return idempotency_keys_purge_expired()

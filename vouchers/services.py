@@ -1,0 +1,33 @@
+"""Issuing vouchers."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from vouchers.codes import generate_code
+from vouchers.models import Voucher
+
+_CODE_COLLISION_RETRIES = 3
+
+
+def voucher_issue_for_gift(*, gift) -> Voucher:
+    """The gift's voucher, issuing it on first call. Call with the gift row locked."""
+    existing = Voucher.objects.filter(gift=gift).first()
+    if existing is not None:
+        return existing
+    expires_at = timezone.now() + timedelta(days=settings.VOUCHER_VALIDITY_DAYS)
+    for attempt in range(_CODE_COLLISION_RETRIES):
+        voucher = Voucher(gift=gift, code=generate_code(), amount=gift.amount, currency=gift.currency)
+        voucher.expires_at = expires_at
+        try:
+            # A savepoint, so a (vanishingly unlikely) code collision leaves the
+            # caller's transaction usable for another try.
+            with transaction.atomic():
+                voucher.save()
+            return voucher
+        except IntegrityError:
+            if attempt == _CODE_COLLISION_RETRIES - 1 or Voucher.objects.filter(gift=gift).exists():
+                raise
+    raise AssertionError("unreachable")
