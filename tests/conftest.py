@@ -1,0 +1,39 @@
+"""Fixtures shared by every test: users and API clients."""
+
+import itertools
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+_usernames = itertools.count(1)
+
+
+@pytest.fixture
+def make_user(db):
+    """Create a user: make_user(username=..., password=..., **fields)."""
+
+    def make(username: str | None = None, password: str = "correct-horse-battery", **fields):
+        username = username or f"user{next(_usernames)}"
+        return get_user_model().objects.create_user(username=username, password=password, **fields)
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user(first_name="Alice", last_name="Sender")
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def auth_client(user) -> APIClient:
+    """An API client authenticated as `user` with a token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client

@@ -1,0 +1,202 @@
+"""Real services for integration tests: moto's SQS server, an aiosmtpd SMTP
+server and `celery worker` processes, all on loopback.
+
+The addresses come from the test environment in pyproject.toml
+(SQS_ENDPOINT_URL, EMAIL_URL), which the worker processes inherit.
+"""
+
+import asyncio
+import email
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from email.message import Message
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+from django.conf import settings
+from django.db import connection
+from moto.server import ThreadedMotoServer
+
+from gifting.sqs import setup_queues, sqs_client
+from tests.integration.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command
+
+
+class SqsServer:
+    """moto in server mode on the port of SQS_ENDPOINT_URL; can be stopped and started again, empty."""
+
+    def __init__(self) -> None:
+        self.port = urlsplit(settings.SQS_ENDPOINT_URL).port
+        self._server: ThreadedMotoServer | None = None
+
+    def start(self) -> None:
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        setup_queues(sqs_client())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def reset(self) -> None:
+        """Forget every queue and message, then create the queues again (SQS allows one purge a minute)."""
+        requests.post(f"{settings.SQS_ENDPOINT_URL}/moto-api/reset", timeout=5).raise_for_status()
+        setup_queues(sqs_client())
+
+
+class SmtpSink:
+    """An SMTP server that keeps what it accepts and answers as a test tells it.
+
+    `replies` are answered to the next DATA commands in order (e.g. "451 …");
+    `default_reply` answers every DATA after that; `hold()` makes the next DATA
+    hang until `release()`, to catch a worker mid-send.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.replies: deque[str] = deque()
+        self.default_reply: str | None = None
+        self.data_commands = 0
+        self._hold = False
+        self.holding = threading.Event()
+        self._released = threading.Event()
+
+    def reset(self) -> None:
+        self.messages.clear()
+        self.replies.clear()
+        self.default_reply = None
+        self.data_commands = 0
+        self._hold = False
+        self.holding.clear()
+        self._released.clear()
+
+    def hold(self) -> None:
+        self._hold = True
+
+    def release(self) -> None:
+        self._released.set()
+
+    def messages_for(self, gift_id) -> list[Message]:
+        return [m for m in self.messages if str(gift_id) in m.get("Message-ID", "")]
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.data_commands += 1
+        if self._hold:
+            self._hold = False
+            self.holding.set()
+            while not self._released.is_set():
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 Aborted by the test"
+        if self.replies:
+            return self.replies.popleft()
+        if self.default_reply:
+            return self.default_reply
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 2.0.0 OK"
+
+
+class WorkerProcess:
+    """A real `celery worker` (prefork, one child) in its own process group."""
+
+    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()/kill()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+             "--queues", f"{settings.GIFT_QUEUE},{settings.MAINTENANCE_QUEUE}",
+             "--concurrency", "1", "--without-mingle", "--without-gossip", "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        wait_until(self._ready, timeout=60, message=f"worker did not start; see {log_path}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log()}")
+        return " ready." in self.log()
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker, parent and child: a machine dying mid-task."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+def _database_url() -> str:
+    """The URL of the test database pytest-django created, for the worker processes."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def sqs_server():
+    server = SqsServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    sink = SmtpSink()
+    port = urlsplit(os.environ["EMAIL_URL"]).port
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield sink
+    controller.stop()
+
+
+@pytest.fixture
+def smtp_sink(smtp_server):
+    smtp_server.reset()
+    yield smtp_server
+    smtp_server.release()
+
+
+@pytest.fixture
+def sqs(sqs_server):
+    """The SQS server with empty queues."""
+    sqs_server.reset()
+    return sqs_server
+
+
+@pytest.fixture
+def start_worker(transactional_db, tmp_path):
+    """Start worker processes against the test database; all are stopped after the test."""
+    env = {**os.environ, "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"}
+    workers: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        worker = WorkerProcess(tmp_path / f"worker-{len(workers) + 1}.log", env)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
