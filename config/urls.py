@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz, readyz
 from gifting.api import GiftDetailApi, GiftListCreateApi, TokenObtainApi
+from gifting.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,4 +15,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
 ]

@@ -37,7 +37,7 @@ class IdempotentResponse:
 
 
 def validate_key(raw: str | None) -> str:
-    """The header's value if it is 1–255 printable ASCII characters; else a ValueError."""
+    """The header's value if it is 1-255 printable ASCII characters; else a ValueError."""
     if not raw:
         raise ValueError("This header is required.")
     if len(raw) > MAX_KEY_LENGTH:

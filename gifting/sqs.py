@@ -36,12 +36,14 @@ def setup_queues(client) -> dict[str, str]:
     existing queue with other attributes is reported, not silently changed.
     """
     urls = {}
-    dlq_url = client.create_queue(QueueName=sqs_name(settings.GIFT_DLQ), Attributes={"MessageRetentionPeriod": "1209600"})[
-        "QueueUrl"
-    ]
+    dlq_url = client.create_queue(
+        QueueName=sqs_name(settings.GIFT_DLQ), Attributes={"MessageRetentionPeriod": "1209600"}
+    )["QueueUrl"]
     urls[sqs_name(settings.GIFT_DLQ)] = dlq_url
     dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive_policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.SQS_MAX_RECEIVE_COUNT)})
+    redrive_policy = json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.SQS_MAX_RECEIVE_COUNT)}
+    )
     visibility = str(settings.SQS_VISIBILITY_TIMEOUT)
     for queue, attributes in (
         (settings.GIFT_QUEUE, {"VisibilityTimeout": visibility, "RedrivePolicy": redrive_policy}),

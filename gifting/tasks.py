@@ -47,7 +47,9 @@ class DeliverGiftTask(Task):
     retry_jitter = True
     max_retries = settings.GIFT_MAX_RETRIES
 
-    def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None, max_retries=None, **options):
+    def retry(
+        self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None, max_retries=None, **options
+    ):
         delay_seconds = min(int(countdown or 0), SQS_MAX_DELAY_SECONDS)
         try:
             return super().retry(

@@ -111,7 +111,7 @@ class WorkerProcess:
 
     def __init__(self, log_path: Path, env: dict[str, str]) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()/kill()
+        self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
              "--queues", f"{settings.GIFT_QUEUE},{settings.MAINTENANCE_QUEUE}",

@@ -1,5 +1,6 @@
 """End to end: API → PostgreSQL/SQLite → SQS (moto) → celery worker → SMTP (aiosmtpd)."""
 
+import base64
 import uuid
 from datetime import timedelta
 
@@ -213,3 +214,14 @@ def test_bad_messages_are_dropped_or_dead_lettered_and_never_block(sqs, smtp_sin
         return depth["visible"] == depth["in_flight"] == depth["delayed"] == 0
 
     wait_until(drained, message="bad messages were left on the gift queue")
+
+
+def test_queue_messages_name_the_gift_and_carry_no_personal_data(sqs, client):
+    gift = post_gift(client, recipient_email="secret.person@example.com", message="private words")
+
+    [message] = receive_all(settings.GIFT_QUEUE)
+
+    task, args = decode_task_message(message["Body"])
+    assert (task, args) == ("gifting.deliver_gift", [str(gift.id)])
+    envelope = base64.b64decode(message["Body"]).decode()
+    assert "secret.person" not in envelope and "private words" not in envelope
