@@ -6,14 +6,21 @@ import json
 from gifting.sqs import queue_url, sqs_client
 
 
-def decode_task_message(body: str) -> tuple[str, list]:
-    """(task name, positional args) of a kombu/Celery message body on SQS."""
+def decode_envelope(body: str) -> dict:
+    """The whole kombu message on SQS, its task payload decoded into `payload`."""
     # kombu base64-encodes the whole SQS body by default (sqs_base64_encoding).
     envelope = json.loads(body if body.lstrip().startswith("{") else base64.b64decode(body))
     payload = envelope["body"]
     if envelope.get("properties", {}).get("body_encoding") == "base64":
         payload = base64.b64decode(payload)
-    args, _kwargs, _embed = json.loads(payload)
+    envelope["payload"] = json.loads(payload)
+    return envelope
+
+
+def decode_task_message(body: str) -> tuple[str, list]:
+    """(task name, positional args) of a kombu/Celery message body on SQS."""
+    envelope = decode_envelope(body)
+    args, _kwargs, _embed = envelope["payload"]
     return envelope["headers"]["task"], args
 
 
