@@ -76,3 +76,7 @@ def gift_failed(gift: Gift, *, reason: str, cause: str) -> GiftEvent:
 
 def gift_dead_lettered(gift: Gift, *, message_id: str) -> GiftEvent:
     return _record(gift, GiftEventType.DEAD_LETTERED, actor_label="worker", message_id=message_id)
+
+
+def gift_redriven(gift: Gift) -> GiftEvent:
+    return _record(gift, GiftEventType.REDRIVEN, actor_label="operator")

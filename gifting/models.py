@@ -71,6 +71,7 @@ class GiftEventType(models.TextChoices):
     DUPLICATE_IGNORED = "duplicate_ignored"
     FAILED = "failed"
     DEAD_LETTERED = "dead_lettered"
+    REDRIVEN = "redriven"  # an operator moved its dead letter back to the gift queue
 
 
 class AppendOnlyError(Exception):

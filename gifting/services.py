@@ -151,6 +151,22 @@ def gift_dead_letter(*, gift_id: uuid.UUID) -> None:
     logger.error("gift dead-lettered gift=%s", gift_id)
 
 
+def gift_requeue_for_redrive(*, gift_id: uuid.UUID) -> bool:
+    """Return a failed gift to `queued` before its dead letter goes back on the gift queue."""
+    now = timezone.now()
+    with transaction.atomic():
+        gift = Gift.objects.select_for_update().filter(id=gift_id).first()
+        if gift is None or gift.status != GiftStatus.FAILED:
+            return False
+        gift.status = GiftStatus.QUEUED
+        gift.last_error = ""
+        gift.last_published_at = now
+        gift.next_attempt_at = now
+        gift.save(update_fields=["status", "last_error", "last_published_at", "next_attempt_at", "updated_at"])
+        events.gift_redriven(gift)
+    return True
+
+
 def gifts_republish_stale(*, now: datetime | None = None) -> int:
     """The outbox sweeper: re-publish queued gifts whose message is overdue.
 

@@ -1,5 +1,7 @@
 """Direct SQS access for operators' tools: queue setup, depth, dead letters."""
 
+import base64
+import binascii
 import json
 
 import boto3
@@ -68,3 +70,21 @@ def queue_depth(client, queue: str) -> dict[str, int]:
         "in_flight": int(attributes["ApproximateNumberOfMessagesNotVisible"]),
         "delayed": int(attributes["ApproximateNumberOfMessagesDelayed"]),
     }
+
+
+def decode_task_message(body: str) -> tuple[str, list]:
+    """(task name, positional args) of a Celery message as kombu puts it on SQS.
+
+    Raises ValueError for anything else (a foreign or garbled message).
+    """
+    try:
+        # kombu base64-encodes the whole SQS body by default (sqs_base64_encoding).
+        raw = body if body.lstrip().startswith("{") else base64.b64decode(body, validate=True)
+        envelope = json.loads(raw)
+        payload = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            payload = base64.b64decode(payload)
+        args, _kwargs, _embed = json.loads(payload)
+        return envelope["headers"]["task"], list(args)
+    except (binascii.Error, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError("not a Celery task message") from exc

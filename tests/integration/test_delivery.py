@@ -1,11 +1,14 @@
 """End to end: API → PostgreSQL/SQLite → SQS (moto) → celery worker → SMTP (aiosmtpd)."""
 
+import base64
 import json
 import uuid
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -13,8 +16,8 @@ from rest_framework.test import APIClient
 from gifting.models import Gift, GiftEvent, GiftEventType, GiftStatus
 from gifting.publishing import publish_delivery
 from gifting.services import gifts_republish_stale
-from gifting.sqs import queue_depth, queue_url, sqs_client
-from tests.integration.sqs_messages import decode_envelope, decode_task_message, receive_all
+from gifting.sqs import decode_task_message, queue_depth, queue_url, sqs_client
+from tests.integration.sqs_messages import receive_all
 from tests.integration.waiting import wait_until
 from vouchers.models import Voucher
 
@@ -127,22 +130,22 @@ def test_exhausted_retries_fail_and_dead_letter(sqs, smtp_sink, start_worker, cl
     assert detail["last_error"] == "Delivery kept failing; we stopped retrying."
 
 
-def test_dead_letter_message_redelivers_after_a_redrive(sqs, smtp_sink, start_worker, client):
+def test_dead_letter_is_redelivered_unchanged_by_a_redrive(sqs, smtp_sink, start_worker, client):
     smtp_sink.replies.append("550 5.1.1 No such mailbox")
     start_worker()
     gift = post_gift(client)
     wait_for_status(gift, GiftStatus.FAILED)
     wait_until(lambda: GiftEventType.DEAD_LETTERED in event_types(gift), message="not dead-lettered")
-
-    # Redrive by hand, as an operator would: the DLQ message goes back unchanged.
     sqs_api = sqs_client()
-    [message] = receive_all(settings.GIFT_DLQ)
-    Gift.objects.filter(id=gift.id).update(status=GiftStatus.QUEUED)
-    sqs_api.send_message(QueueUrl=queue_url(sqs_api, settings.GIFT_QUEUE), MessageBody=message["Body"])
-    sqs_api.delete_message(QueueUrl=queue_url(sqs_api, settings.GIFT_DLQ), ReceiptHandle=message["ReceiptHandle"])
+    sqs_api.send_message(QueueUrl=queue_url(sqs_api, settings.GIFT_DLQ), MessageBody="a stranger's message")
 
+    output = StringIO()
+    call_command("redrive_dlq", stdout=output)
+
+    assert "1 redriven, 1 left on the DLQ" in output.getvalue()
     wait_for_status(gift, GiftStatus.DELIVERED)
     assert len(smtp_sink.messages_for(gift.id)) == 1
+    assert GiftEventType.REDRIVEN in event_types(gift)
 
 
 def test_duplicate_message_for_a_delivered_gift_sends_nothing(sqs, smtp_sink, start_worker, client):
@@ -223,5 +226,6 @@ def test_queue_messages_name_the_gift_and_carry_no_personal_data(sqs, client):
 
     task, args = decode_task_message(message["Body"])
     assert (task, args) == ("gifting.deliver_gift", [str(gift.id)])
-    everything = json.dumps(decode_envelope(message["Body"]))
+    envelope = json.loads(base64.b64decode(message["Body"]))
+    everything = json.dumps(envelope) + base64.b64decode(envelope["body"]).decode()
     assert "secret.person" not in everything and "private words" not in everything
