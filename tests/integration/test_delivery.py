@@ -81,6 +81,9 @@ def test_gift_is_delivered_once_with_its_voucher(sqs, smtp_sink, start_worker, c
     assert "Alice Sender" in text and "Happy birthday" in text
     assert gift.attempts == 1
     assert event_types(gift) == ["created", "queued", "delivery_attempted", "delivered"]
+    # The worker's events carry the request id of the API call that accepted the gift.
+    [request_id] = set(GiftEvent.objects.filter(gift=gift).values_list("request_id", flat=True))
+    assert len(request_id) == 32
 
     detail = client.get(f"/api/v1/gifts/{gift.id}/").json()
     assert detail["status"] == "delivered"
