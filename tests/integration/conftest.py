@@ -26,7 +26,7 @@ from django.db import connection
 from moto.server import ThreadedMotoServer
 
 from gifting.sqs import setup_queues, sqs_client
-from tests.integration.waiting import wait_until
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command

@@ -18,7 +18,7 @@ from gifting.publishing import publish_delivery
 from gifting.services import gifts_republish_stale
 from gifting.sqs import decode_task_message, queue_depth, queue_url, sqs_client
 from tests.integration.sqs_messages import receive_all
-from tests.integration.waiting import wait_until
+from tests.waiting import wait_until
 from vouchers.models import Voucher
 
 pytestmark = pytest.mark.integration

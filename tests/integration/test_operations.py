@@ -11,7 +11,7 @@ from django.utils import timezone
 from config.celery import app
 from gifting.models import Gift, GiftStatus
 from gifting.sqs import queue_url, sqs_client, sqs_name
-from tests.integration.waiting import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
