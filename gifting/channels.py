@@ -6,6 +6,7 @@ so the task can decide between retrying and dead-lettering.
 
 import smtplib
 import socket
+from email.utils import parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -18,7 +19,8 @@ from vouchers.models import Voucher
 
 def message_id_for(gift: Gift) -> str:
     """A Message-ID derived from the gift id, so any receiver can deduplicate."""
-    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or "localhost"
+    _, address = parseaddr(settings.DEFAULT_FROM_EMAIL)  # may carry a display name
+    domain = address.rpartition("@")[2] or "localhost"
     return f"<gift-{gift.id}@{domain}>"
 
 

@@ -53,6 +53,14 @@ def fingerprint(body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _key_in_use() -> ApplicationError:
+    return ApplicationError(
+        code="idempotency_key_in_use",
+        detail="A request with this Idempotency-Key is still being processed.",
+        status_code=status.HTTP_409_CONFLICT,
+    )
+
+
 def _claim(*, user: AbstractBaseUser, key: str, request_fingerprint: str) -> tuple[IdempotencyKey, bool]:
     """A new in-flight claim on the key (True), or the existing record for it (False)."""
     now = timezone.now()
@@ -66,7 +74,11 @@ def _claim(*, user: AbstractBaseUser, key: str, request_fingerprint: str) -> tup
         with transaction.atomic():
             return IdempotencyKey.objects.create(user=user, key=key, request_fingerprint=request_fingerprint), True
     except IntegrityError:
-        return IdempotencyKey.objects.get(user=user, key=key), False
+        existing = IdempotencyKey.objects.filter(user=user, key=key).first()
+    if existing is None:
+        # A competing request released its claim between our insert and this read.
+        raise _key_in_use()
+    return existing, False
 
 
 def run_idempotently(
@@ -92,11 +104,7 @@ def run_idempotently(
     if not claimed and not record.in_flight:
         return IdempotentResponse(status=record.response_status, body=record.response_body, replayed=True)
     if not claimed:
-        raise ApplicationError(
-            code="idempotency_key_in_use",
-            detail="A request with this Idempotency-Key is still being processed.",
-            status_code=status.HTTP_409_CONFLICT,
-        )
+        raise _key_in_use()
     try:
         with transaction.atomic():
             response_status, response_body, gift = operation()

@@ -3,8 +3,8 @@
 
 def mask_email(email: str) -> str:
     """`recipient@example.com` → `r***@example.com`."""
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}" if domain else "***"
+    local, at, domain = email.rpartition("@")  # the domain follows the last @
+    return f"{local[:1]}***@{domain}" if at and domain else "***"
 
 
 def mask_wallet(wallet: str) -> str:

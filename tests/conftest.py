@@ -10,6 +10,12 @@ from rest_framework.test import APIClient
 _usernames = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    """Hashing passwords properly is slow by design; tests create many users."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def make_user(db):
     """Create a user: make_user(username=..., password=..., **fields)."""

@@ -1,0 +1,71 @@
+"""Voucher codes: readable groups, an unambiguous alphabet, enough entropy."""
+
+import re
+
+import pytest
+
+from vouchers import codes
+
+CODE_PATTERN = re.compile(r"^[A-Z0-9]{4}(-[A-Z0-9]{4}){4}$")
+
+
+def test_a_code_is_five_groups_of_four_joined_by_dashes():
+    code = codes.generate_code()
+    assert CODE_PATTERN.match(code), code
+    groups = code.split("-")
+    assert len(groups) == 5
+    assert all(len(group) == 4 for group in groups)
+
+
+def test_codes_use_only_the_alphabet():
+    for _ in range(200):
+        assert set(codes.generate_code().replace("-", "")) <= set(codes.ALPHABET)
+
+
+@pytest.mark.parametrize("ambiguous", list("0O1ILUV"))
+def test_the_alphabet_has_no_look_alikes(ambiguous):
+    assert ambiguous not in codes.ALPHABET
+
+
+def test_the_alphabet_has_no_repeated_or_lowercase_characters():
+    assert len(set(codes.ALPHABET)) == len(codes.ALPHABET)
+    assert codes.ALPHABET == codes.ALPHABET.upper()
+
+
+def test_codes_carry_at_least_80_bits_of_entropy():
+    assert codes.ENTROPY_BITS >= 80
+    assert codes.CODE_LENGTH == 20
+
+
+def test_codes_differ_across_many_draws():
+    drawn = [codes.generate_code() for _ in range(2000)]
+    assert len(set(drawn)) == len(drawn)
+
+
+def test_every_alphabet_character_turns_up():
+    seen = set("".join(codes.generate_code() for _ in range(500)).replace("-", ""))
+    assert seen == set(codes.ALPHABET)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "K7QM-3XTA-B2CD-EFGH-JKMN",
+        "k7qm-3xta-b2cd-efgh-jkmn",
+        "K7QM3XTAB2CDEFGHJKMN",
+        " k7qm 3xta b2cd efgh jkmn ",
+        "K7QM_3XTA.B2CD/EFGH--JKMN",
+    ],
+)
+def test_normalize_code_accepts_any_case_and_separators(typed):
+    assert codes.normalize_code(typed) == "K7QM-3XTA-B2CD-EFGH-JKMN"
+
+
+def test_normalize_code_is_idempotent_on_generated_codes():
+    code = codes.generate_code()
+    assert codes.normalize_code(code) == code
+    assert codes.normalize_code(code.lower().replace("-", "")) == code
+
+
+def test_normalize_code_of_nothing_is_empty():
+    assert codes.normalize_code(" - ") == ""
