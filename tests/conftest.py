@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core import mail
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -30,6 +31,14 @@ def make_user(db):
 @pytest.fixture
 def user(make_user):
     return make_user(first_name="Alice", last_name="Sender")
+
+
+@pytest.fixture
+def outbox(db, settings) -> list:
+    """Emails sent during the test, through Django's in-memory backend."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox = []
+    return mail.outbox
 
 
 @pytest.fixture

@@ -4,24 +4,18 @@ import threading
 
 import pytest
 from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
 
 from gifting.errors import TransientDeliveryError
-from gifting.models import Gift, GiftEvent, GiftStatus
+from gifting.models import GiftEvent, GiftStatus
 from gifting.services import gift_deliver
+from tests.factories import gift_row
 from tests.waiting import wait_until
 from vouchers.models import Voucher
 
 
-def make_gift(sender) -> Gift:
-    return Gift.objects.create(
-        sender=sender, recipient_email="bob@example.com", amount="10.00", currency="EUR", next_attempt_at=timezone.now()
-    )
-
-
 @pytest.mark.django_db
 def test_the_database_refuses_to_rewrite_the_audit_log(user):
-    gift = make_gift(user)
+    gift = gift_row(user)
     GiftEvent.objects.create(gift=gift, type="created", actor_label="user")
 
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
@@ -31,7 +25,7 @@ def test_the_database_refuses_to_rewrite_the_audit_log(user):
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL guards deletes; SQLite only updates")
 @pytest.mark.django_db
 def test_postgresql_refuses_to_delete_from_the_audit_log(user):
-    gift = make_gift(user)
+    gift = gift_row(user)
     GiftEvent.objects.create(gift=gift, type="created", actor_label="user")
 
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
@@ -67,7 +61,7 @@ def test_two_workers_on_one_gift_send_one_email(transactional_db, settings, user
     BlockingEmailBackend.sending.clear()
     BlockingEmailBackend.release.clear()
     BlockingEmailBackend.sent.clear()
-    gift = make_gift(user)
+    gift = gift_row(user)
     outcomes = {}
 
     def deliver(name: str) -> None:

@@ -5,12 +5,11 @@ import socket
 from decimal import Decimal
 
 import pytest
-from django.core import mail
 from django.utils import timezone
 
 from gifting.channels import classify_smtp_error, deliver_voucher, message_id_for, send_voucher_email
 from gifting.errors import PermanentDeliveryError, TransientDeliveryError
-from gifting.models import Gift
+from tests.factories import gift_row
 from vouchers.models import Voucher
 
 
@@ -60,13 +59,7 @@ def test_reasons_do_not_leak_the_server_reply():
 
 @pytest.fixture
 def gift(user):
-    return Gift.objects.create(
-        sender=user,
-        recipient_email="recipient@example.com",
-        amount=Decimal("25.00"),
-        currency="EUR",
-        next_attempt_at=timezone.now(),
-    )
+    return gift_row(user, amount=Decimal("25.00"))
 
 
 @pytest.fixture
@@ -78,13 +71,6 @@ def voucher(gift):
         currency=gift.currency,
         expires_at=timezone.now() + timezone.timedelta(days=1),
     )
-
-
-@pytest.fixture
-def outbox(db, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    mail.outbox = []
-    return mail.outbox
 
 
 @pytest.fixture

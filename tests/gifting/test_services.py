@@ -5,7 +5,6 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
-from django.core import mail
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -37,13 +36,6 @@ def make_gift(user):
 @pytest.fixture
 def gift(make_gift):
     return make_gift(message="Happy birthday!")
-
-
-@pytest.fixture
-def outbox(db, settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    mail.outbox = []
-    return mail.outbox
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from config.celery import app
-from gifting.models import Gift, GiftStatus
+from gifting.models import GiftStatus
 from gifting.sqs import queue_url, sqs_client, sqs_name
+from tests.factories import gift_row
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -62,9 +63,7 @@ def test_readyz_reports_each_dependency(sqs, transactional_db, client):
 
 
 def test_metrics_show_gifts_and_queue_depth(sqs, transactional_db, client, make_user):
-    Gift.objects.create(
-        sender=make_user(), recipient_email="r@example.com", amount="5", currency="EUR", next_attempt_at=timezone.now()
-    )
+    gift_row(make_user())
 
     body = client.get("/metrics").content.decode()
 
@@ -75,9 +74,7 @@ def test_metrics_show_gifts_and_queue_depth(sqs, transactional_db, client, make_
 
 def test_sweeper_task_runs_on_the_maintenance_queue_and_republishes(sqs, smtp_sink, start_worker, make_user):
     lost_long_ago = timezone.now() - timedelta(seconds=settings.GIFT_REPUBLISH_AFTER + 60)
-    gift = Gift.objects.create(
-        sender=make_user(), recipient_email="r@example.com", amount="5", currency="EUR", next_attempt_at=lost_long_ago
-    )
+    gift = gift_row(make_user(), next_attempt_at=lost_long_ago)
     start_worker()
 
     app.send_task("gifting.sweep_stale_gifts")
