@@ -4,6 +4,8 @@ Defaults are for a developer's machine; production sets the environment and
 must at least set DJANGO_DEBUG=false and a real DJANGO_SECRET_KEY.
 """
 
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
@@ -15,6 +17,19 @@ VAR_DIR = BASE_DIR / "var"
 DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105 - refused when DEBUG is off
 
 env = environ.Env()
+
+
+def env_decimal(name: str, *, default: str) -> Decimal:
+    """A positive decimal from the environment, or a clear error naming the variable."""
+    raw = env.str(name, default=default)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive decimal number, not {raw!r}.")
+    return value
+
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
@@ -33,6 +48,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",
     "gifting",
     "vouchers",
     "fraud",
@@ -47,6 +63,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.access_log.AccessLogMiddleware",
+    # Last, as django-axes asks: it turns lockouts on the admin login into responses.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses locked-out credentials before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -79,8 +104,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-else:
+elif DEBUG:
+    # Per process: rate limits are only approximate with several processes. Development only.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    raise ImproperlyConfigured("REDIS_URL must be set when DJANGO_DEBUG is off: rate limits need a shared cache.")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -186,11 +214,59 @@ CELERY_BEAT_SCHEDULE = {
         "task": "gifting.sweep_stale_gifts",
         "schedule": GIFT_SWEEP_INTERVAL,
     },
+    "release-ended-holds": {
+        "task": "gifting.sweep_ended_holds",
+        "schedule": GIFT_SWEEP_INTERVAL,
+    },
     "purge-expired-idempotency-keys": {
         "task": "gifting.sweep_idempotency_keys",
         "schedule": 3600,
     },
 }
+
+# --- Abuse protection -----------------------------------------------------------
+# How many reverse proxies in front of the app append to X-Forwarded-For. 0 trusts
+# no header and uses the socket's address; N takes the address the Nth proxy saw.
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
+RATELIMIT_GIFT_USER = env.str("RATELIMIT_GIFT_USER", default="30/m")
+RATELIMIT_GIFT_IP = env.str("RATELIMIT_GIFT_IP", default="120/m")
+RATELIMIT_TOKEN_IP = env.str("RATELIMIT_TOKEN_IP", default="20/m")
+RATELIMIT_IP_META_KEY = "config.client_ip.client_ip"
+RATELIMIT_USE_CACHE = "default"
+
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_MINUTES = env.int("AXES_COOLOFF_MINUTES", default=15)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "config.client_ip.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+
+# --- Fraud rules (amounts are in the gift's currency) -------------------------
+FRAUD_MIN_AMOUNT = env_decimal("FRAUD_MIN_AMOUNT", default="1")
+FRAUD_MAX_AMOUNT = env_decimal("FRAUD_MAX_AMOUNT", default="2000")
+FRAUD_DAILY_COUNT = env.int("FRAUD_DAILY_COUNT", default=20)
+FRAUD_DAILY_VALUE = env_decimal("FRAUD_DAILY_VALUE", default="2000")
+FRAUD_WEEKLY_COUNT = env.int("FRAUD_WEEKLY_COUNT", default=50)
+FRAUD_WEEKLY_VALUE = env_decimal("FRAUD_WEEKLY_VALUE", default="5000")
+FRAUD_DELAY_THRESHOLD = env_decimal("FRAUD_DELAY_THRESHOLD", default="200")
+FRAUD_HOLD_PERIOD = env.int("FRAUD_HOLD_PERIOD", default=3600)
+FRAUD_APPROVAL_THRESHOLD = env_decimal("FRAUD_APPROVAL_THRESHOLD", default="500")
+FRAUD_VERIFY_RECIPIENT_THRESHOLD = env_decimal("FRAUD_VERIFY_RECIPIENT_THRESHOLD", default="500")
+FRAUD_VERIFICATION_TTL = env.int("FRAUD_VERIFICATION_TTL", default=172800)
+FRAUD_NEW_ACCOUNT_DAYS = env.int("FRAUD_NEW_ACCOUNT_DAYS", default=7)
+FRAUD_VELOCITY_FACTOR = env_decimal("FRAUD_VELOCITY_FACTOR", default="5")
+FRAUD_VELOCITY_MIN_COUNT = env.int("FRAUD_VELOCITY_MIN_COUNT", default=10)
+FRAUD_FANIN_SENDERS = env.int("FRAUD_FANIN_SENDERS", default=3)
+FRAUD_FANIN_WINDOW = env.int("FRAUD_FANIN_WINDOW", default=86400)
+# Risk scores add up: at REVIEW a gift waits for approval, at REJECT it is refused.
+FRAUD_REVIEW_SCORE = env.int("FRAUD_REVIEW_SCORE", default=50)
+FRAUD_REJECT_SCORE = env.int("FRAUD_REJECT_SCORE", default=100)
+
+# --- Wallet delivery -----------------------------------------------------------
+WALLET_PROVIDER_URL = env.str("WALLET_PROVIDER_URL", default="")
+WALLET_PROVIDER_SECRET = env.str("WALLET_PROVIDER_SECRET", default="")
+WALLET_PROVIDER_TIMEOUT = env.int("WALLET_PROVIDER_TIMEOUT", default=10)
 
 # --- Logging -------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

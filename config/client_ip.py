@@ -1,0 +1,20 @@
+"""The client's IP address, taken safely behind a known number of proxies."""
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def client_ip(request: HttpRequest) -> str:
+    """REMOTE_ADDR, or the address the outermost trusted proxy saw.
+
+    Each trusted proxy appends the address it received the request from to
+    X-Forwarded-For, so with N trusted hops the client is the Nth entry from
+    the right. Entries further left are whatever the client chose to send.
+    """
+    hops = settings.TRUSTED_PROXY_HOPS
+    if hops <= 0:
+        return request.META.get("REMOTE_ADDR", "")
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if len(forwarded) < hops:
+        return request.META.get("REMOTE_ADDR", "")
+    return forwarded[-hops]
