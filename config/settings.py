@@ -263,6 +263,9 @@ FRAUD_FANIN_WINDOW = env.int("FRAUD_FANIN_WINDOW", default=86400)
 FRAUD_REVIEW_SCORE = env.int("FRAUD_REVIEW_SCORE", default=50)
 FRAUD_REJECT_SCORE = env.int("FRAUD_REJECT_SCORE", default=100)
 
+# Where people reach this site: the base of links in emails (recipient verification).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
+
 # --- Wallet delivery -----------------------------------------------------------
 WALLET_PROVIDER_URL = env.str("WALLET_PROVIDER_URL", default="")
 WALLET_PROVIDER_SECRET = env.str("WALLET_PROVIDER_SECRET", default="")

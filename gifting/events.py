@@ -15,6 +15,11 @@ PUBLIC_EVENT_TYPES = frozenset(
         GiftEventType.RETRY_SCHEDULED,
         GiftEventType.DELIVERED,
         GiftEventType.FAILED,
+        GiftEventType.HELD,
+        GiftEventType.REJECTED,
+        GiftEventType.RELEASED,
+        GiftEventType.VERIFICATION_SENT,
+        GiftEventType.RECIPIENT_CONFIRMED,
     }
 )
 PUBLIC_DETAIL_KEYS = frozenset({"attempt", "reason", "retry_at"})
@@ -80,3 +85,36 @@ def gift_dead_lettered(gift: Gift, *, message_id: str) -> GiftEvent:
 
 def gift_redriven(gift: Gift) -> GiftEvent:
     return _record(gift, GiftEventType.REDRIVEN, actor_label="operator")
+
+
+def gift_held(gift: Gift, *, tier: str, release_at: str | None) -> GiftEvent:
+    return _record(
+        gift, GiftEventType.HELD, actor_label="fraud", reason="Held for review.", tier=tier, release_at=release_at
+    )
+
+
+def gift_approved(gift: Gift, *, reviewer: AbstractBaseUser, review_reason: str) -> GiftEvent:
+    return _record(gift, GiftEventType.APPROVED, actor=reviewer, actor_label="reviewer", review_reason=review_reason)
+
+
+def gift_rejected(gift: Gift, *, reviewer: AbstractBaseUser | None, review_reason: str) -> GiftEvent:
+    return _record(
+        gift,
+        GiftEventType.REJECTED,
+        actor=reviewer,
+        actor_label="reviewer" if reviewer else "fraud",
+        reason="The gift was declined.",
+        review_reason=review_reason,
+    )
+
+
+def gift_released(gift: Gift, *, actor_label: str) -> GiftEvent:
+    return _record(gift, GiftEventType.RELEASED, actor_label=actor_label)
+
+
+def gift_verification_sent(gift: Gift) -> GiftEvent:
+    return _record(gift, GiftEventType.VERIFICATION_SENT, actor_label="worker", reason="Waiting for the recipient.")
+
+
+def gift_recipient_confirmed(gift: Gift) -> GiftEvent:
+    return _record(gift, GiftEventType.RECIPIENT_CONFIRMED, actor_label="recipient")

@@ -72,6 +72,12 @@ class GiftEventType(models.TextChoices):
     FAILED = "failed"
     DEAD_LETTERED = "dead_lettered"
     REDRIVEN = "redriven"  # an operator moved its dead letter back to the gift queue
+    HELD = "held"  # fraud rules held it for a hold period or for approval
+    APPROVED = "approved"  # a reviewer let it go
+    REJECTED = "rejected"  # the rules or a reviewer refused it
+    RELEASED = "released"  # cleared for delivery after a hold
+    VERIFICATION_SENT = "verification_sent"  # the recipient was asked to confirm their address
+    RECIPIENT_CONFIRMED = "recipient_confirmed"
 
 
 class AppendOnlyError(Exception):

@@ -11,6 +11,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from fraud.emails import send_verification_email
+from fraud.models import Decision, RiskAssessment
+from fraud.services import gift_assess, risk_assessment_record
+from fraud.verification import is_recipient_verified, verification_issue_token
 from gifting import events
 from gifting.channels import deliver_voucher
 from gifting.errors import DeliveryError
@@ -22,6 +26,11 @@ from vouchers.services import voucher_issue_for_gift
 logger = logging.getLogger(__name__)
 
 SWEEP_BATCH_SIZE = 500
+STATUS_FOR_DECISION = {
+    Decision.ALLOW: GiftStatus.QUEUED,
+    Decision.HOLD: GiftStatus.HELD,
+    Decision.REJECT: GiftStatus.REJECTED,
+}
 
 
 def gift_create(
@@ -33,7 +42,12 @@ def gift_create(
     recipient_wallet: str = "",
     message: str = "",
 ) -> Gift:
-    """Store an accepted gift with its audit event; publish it once the transaction commits."""
+    """Assess and store a gift with its audit trail; publish it on commit if it may go out now.
+
+    Over a hard limit it raises fraud's LimitExceeded and nothing is stored.
+    A gift the rules reject is stored as `rejected`; one they hold, as `held`.
+    """
+    now = timezone.now()
     gift = Gift(
         sender=sender,
         recipient_email=recipient_email,
@@ -42,20 +56,37 @@ def gift_create(
         currency=currency,
         message=message,
         status=GiftStatus.QUEUED,
-        next_attempt_at=timezone.now(),
+        next_attempt_at=now,
     )
     gift.full_clean()
     with transaction.atomic():
+        verdict = gift_assess(
+            sender=sender,
+            amount=gift.amount,  # cleaned to a Decimal by full_clean
+            recipient_email=recipient_email,
+            recipient_wallet=recipient_wallet,
+            now=now,
+        )
+        gift.status = STATUS_FOR_DECISION[verdict.decision]
         gift.save()
         events.gift_created(gift, actor=sender)
-        transaction.on_commit(partial(gift_publish, gift_id=gift.id))
+        risk_assessment_record(gift=gift, verdict=verdict)
+        if gift.status == GiftStatus.REJECTED:
+            events.gift_rejected(gift, reviewer=None, review_reason="Refused by the risk rules.")
+        elif gift.status == GiftStatus.HELD:
+            release_at = verdict.release_at.isoformat() if verdict.release_at else None
+            events.gift_held(gift, tier=verdict.hold_tier, release_at=release_at)
+        else:
+            transaction.on_commit(partial(gift_publish, gift_id=gift.id))
     logger.info(
-        "gift accepted gift=%s sender=%s recipient=%s amount=%s %s",
+        "gift accepted gift=%s sender=%s recipient=%s amount=%s %s decision=%s score=%s",
         gift.id,
         sender.pk,
         mask_recipient(email=recipient_email, wallet=recipient_wallet),
         gift.amount,
         gift.currency,
+        verdict.decision,
+        verdict.score,
     )
     return gift
 
@@ -84,8 +115,10 @@ def gift_deliver(*, gift_id: uuid.UUID) -> bool:
     The gift row stays locked while sending, so a duplicated or redelivered
     message waits for the first worker and then finds the gift delivered. If a
     worker dies mid-send its transaction rolls back and SQS redelivers the
-    message after the visibility timeout. Returns False when there was nothing
-    to do; raises a DeliveryError (after recording it) when delivery failed.
+    message after the visibility timeout. A gift whose recipient must first
+    confirm their address gets the confirmation email instead and waits, held.
+    Returns False when there was nothing to do; raises a DeliveryError (after
+    recording it) when sending failed.
     """
     with transaction.atomic():
         gift = Gift.objects.select_for_update().select_related("sender").get(id=gift_id)
@@ -95,9 +128,12 @@ def gift_deliver(*, gift_id: uuid.UUID) -> bool:
             return False
         gift.attempts += 1
         events.gift_delivery_attempted(gift, attempt=gift.attempts)
-        voucher = voucher_issue_for_gift(gift=gift)
         try:
-            channel = deliver_voucher(gift=gift, voucher=voucher)
+            if _awaits_recipient(gift):
+                send_verification_email(gift=gift, token=verification_issue_token(gift=gift))
+                channel = None
+            else:
+                channel = deliver_voucher(gift=gift, voucher=voucher_issue_for_gift(gift=gift))
         except DeliveryError as exc:
             gift.last_error = exc.reason
             gift.save(update_fields=["attempts", "last_error", "updated_at"])
@@ -106,14 +142,25 @@ def gift_deliver(*, gift_id: uuid.UUID) -> bool:
             )
             failure = exc
         else:
-            gift.status = GiftStatus.DELIVERED
-            gift.delivered_at = timezone.now()
             gift.last_error = ""
+            if channel is None:
+                gift.status = GiftStatus.HELD
+                events.gift_verification_sent(gift)
+                logger.info("gift waits for its recipient gift=%s", gift.id)
+            else:
+                gift.status = GiftStatus.DELIVERED
+                gift.delivered_at = timezone.now()
+                events.gift_delivered(gift, channel=channel)
+                logger.info("gift delivered gift=%s attempt=%s channel=%s", gift.id, gift.attempts, channel)
             gift.save(update_fields=["status", "attempts", "last_error", "delivered_at", "updated_at"])
-            events.gift_delivered(gift, channel=channel)
-            logger.info("gift delivered gift=%s attempt=%s channel=%s", gift.id, gift.attempts, channel)
             return True
     raise failure
+
+
+def _awaits_recipient(gift: Gift) -> bool:
+    """The gift's recipient must confirm their address and has not yet."""
+    needs = RiskAssessment.objects.filter(gift=gift, needs_recipient_verification=True).exists()
+    return needs and not is_recipient_verified(gift=gift)
 
 
 def gift_record_retry(*, gift_id: uuid.UUID, reason: str, delay_seconds: int) -> None:

@@ -12,6 +12,7 @@ from gifting import services
 from gifting.errors import DeliveryError, TransientDeliveryError
 from gifting.idempotency import idempotency_keys_purge_expired
 from gifting.models import Gift
+from gifting.review import gifts_release_ended_holds
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,11 @@ def deliver_gift(self: DeliverGiftTask, gift_id: str) -> None:
 @shared_task(name="gifting.sweep_stale_gifts")
 def sweep_stale_gifts() -> int:
     return services.gifts_republish_stale()
+
+
+@shared_task(name="gifting.sweep_ended_holds")
+def sweep_ended_holds() -> int:
+    return gifts_release_ended_holds()
 
 
 @shared_task(name="gifting.sweep_idempotency_keys")

@@ -66,7 +66,7 @@ def test_create_masks_a_wallet_recipient(auth_client):
     ("change", "amount"),
     [
         ({"amount": 25}, "25.00"),
-        ({"amount": "0.01"}, "0.01"),
+        ({"amount": "1"}, "1.00"),  # FRAUD_MIN_AMOUNT
         ({"amount": 7.5}, "7.50"),
         ({"message": "m" * 500}, "25.00"),
     ],

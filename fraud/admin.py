@@ -1,0 +1,237 @@
+"""The fraud reviewers' tools: the review queue, per-sender limits, risk assessments."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
+
+from fraud import selectors
+from fraud.models import GiftReview, HoldTier, RiskAssessment, SenderLimits
+from gifting.masking import mask_recipient
+from gifting.models import GiftStatus
+from gifting.review import MAX_REASON_LENGTH, REVIEW_PERMISSION, ReviewError, gift_approve, gift_reject
+
+SIGNAL_RULES = ("velocity", "fan_in", "new_account", "high_value")
+
+
+class SignalFilter(admin.SimpleListFilter):
+    title = "signal"
+    parameter_name = "signal"
+
+    def lookups(self, request, model_admin):
+        return [(rule, rule.replace("_", " ")) for rule in SIGNAL_RULES]
+
+    def queryset(self, request, queryset):
+        if self.value() in SIGNAL_RULES:
+            # Text search in the JSON: works on PostgreSQL and SQLite alike.
+            return queryset.filter(risk__signals__icontains=f'"rule": "{self.value()}"')
+        return queryset
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """Held gifts by default: that is the queue; the rest is history."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [(GiftStatus.HELD, "Held (the queue)"), ("reviewed", "Reviewed"), ("all", "All")]
+
+    def choices(self, changelist):
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": (self.value() or GiftStatus.HELD) == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value() or GiftStatus.HELD
+        if value == "reviewed":
+            return queryset.exclude(risk__review_outcome="")
+        if value == "all":
+            return queryset.exclude(risk=None)
+        return queryset.filter(status=GiftStatus.HELD)
+
+
+class RejectForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        max_length=MAX_REASON_LENGTH,
+        help_text="Kept in the audit log; the sender only sees that the gift was declined.",
+    )
+
+
+@admin.register(GiftReview)
+class GiftReviewAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "amount_display",
+        "sender",
+        "recipient_display",
+        "status",
+        "tier",
+        "score",
+        "signal_names",
+        "release_at",
+        "sender_history",
+        "recipient_history",
+    ]
+    list_filter = [StatusFilter, "risk__hold_tier", SignalFilter, "currency"]
+    search_fields = ["id", "sender__username", "sender__email"]
+    ordering = ["created_at"]
+    actions = ["approve_selected", "reject_selected"]
+    list_select_related = ["sender", "risk"]
+    fields = [
+        "id",
+        "status",
+        "amount_display",
+        "sender",
+        "recipient_display",
+        "message",
+        "created_at",
+        "tier",
+        "score",
+        "signal_details",
+        "release_at",
+        "sender_history",
+        "recipient_history",
+        "review",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("sender", "risk")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(REVIEW_PERMISSION)
+
+    @admin.display(description="amount")
+    def amount_display(self, gift) -> str:
+        return f"{gift.amount} {gift.currency}"
+
+    @admin.display(description="recipient")
+    def recipient_display(self, gift) -> str:
+        return mask_recipient(email=gift.recipient_email, wallet=gift.recipient_wallet)
+
+    @admin.display(description="tier")
+    def tier(self, gift) -> str:
+        risk = getattr(gift, "risk", None)
+        return HoldTier(risk.hold_tier).label if risk and risk.hold_tier else "-"
+
+    @admin.display(description="score")
+    def score(self, gift) -> int | str:
+        risk = getattr(gift, "risk", None)
+        return risk.score if risk else "-"
+
+    @admin.display(description="release at")
+    def release_at(self, gift):
+        risk = getattr(gift, "risk", None)
+        return risk.release_at if risk else None
+
+    @admin.display(description="signals")
+    def signal_names(self, gift) -> str:
+        risk = getattr(gift, "risk", None)
+        return ", ".join(signal["rule"] for signal in risk.signals) if risk and risk.signals else "-"
+
+    @admin.display(description="signals")
+    def signal_details(self, gift) -> str:
+        risk = getattr(gift, "risk", None)
+        if not risk or not risk.signals:
+            return "-"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "", "<li><b>{}</b> (+{}): {}</li>", ((s["rule"], s["score"], s["reason"]) for s in risk.signals)
+            ),
+        )
+
+    @admin.display(description="sender's gifts")
+    def sender_history(self, gift) -> str:
+        history = selectors.sender_history(sender_id=gift.sender_id)
+        return ", ".join(f"{count} {status}" for status, count in sorted(history.items())) or "-"
+
+    @admin.display(description="recipient's gifts")
+    def recipient_history(self, gift) -> str:
+        history = selectors.recipient_history(email=gift.recipient_email, wallet=gift.recipient_wallet)
+        return f"{history['gifts']} from {history['senders']} senders"
+
+    @admin.display(description="review")
+    def review(self, gift) -> str:
+        risk = getattr(gift, "risk", None)
+        if not risk or not risk.review_outcome:
+            return "-"
+        return f"{risk.review_outcome} by {risk.reviewed_by} at {risk.reviewed_at:%Y-%m-%d %H:%M}: {risk.review_reason}"
+
+    def _review_each(self, request: HttpRequest, queryset: QuerySet, review, verb: str) -> None:
+        done = 0
+        for gift in queryset:
+            try:
+                review(gift)
+                done += 1
+            except ReviewError as exc:
+                self.message_user(request, f"Gift {gift.id}: {exc}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{verb} {done} gift(s).", messages.SUCCESS)
+
+    @admin.action(description="Approve selected gifts", permissions=["review"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._review_each(
+            request, queryset, lambda gift: gift_approve(gift_id=gift.id, reviewer=request.user), "Approved"
+        )
+
+    @admin.action(description="Reject selected gifts…", permissions=["review"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        form = RejectForm(request.POST if "confirm" in request.POST else None)
+        if form.is_valid():
+            reason = form.cleaned_data["reason"]
+            self._review_each(
+                request,
+                queryset,
+                lambda gift: gift_reject(gift_id=gift.id, reviewer=request.user, reason=reason),
+                "Rejected",
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reject gifts",
+            "gifts": queryset,
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/fraud/reject_gifts.html", context)
+
+
+@admin.register(SenderLimits)
+class SenderLimitsAdmin(admin.ModelAdmin):
+    list_display = ["user", "max_amount", "daily_count", "daily_value", "weekly_count", "weekly_value", "updated_at"]
+    search_fields = ["user__username", "user__email"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(RiskAssessment)
+class RiskAssessmentAdmin(admin.ModelAdmin):
+    list_display = ["gift", "decision", "score", "hold_tier", "review_outcome", "reviewed_by", "created_at"]
+    list_filter = ["decision", "hold_tier", "review_outcome"]
+    search_fields = ["gift__id"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -1,0 +1,41 @@
+"""The page a recipient reaches from their verification email."""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
+
+from fraud.verification import verification_find
+from gifting.review import VerificationError, gift_confirm_recipient
+
+
+@require_http_methods(["GET", "POST"])
+def verify_recipient(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a confirm button (so mail scanners that follow links confirm nothing); POST confirms."""
+    if request.method == "POST":
+        try:
+            gift = gift_confirm_recipient(token=token)
+        except VerificationError as exc:
+            return _page(request, "This link cannot be used", str(exc), status=400)
+        return _page(
+            request,
+            "Thank you!",
+            f"Your address is confirmed. Your {gift.amount} {gift.currency} voucher is on its way.",
+        )
+    verification = verification_find(token=token)
+    if verification is None or verification.confirmed_at is not None:
+        return _page(request, "This link cannot be used", "It is not valid, or it has been used already.", status=404)
+    gift = verification.gift
+    return _page(
+        request,
+        "Confirm your address",
+        f"{gift.sender.get_full_name() or gift.sender.get_username()} is sending you a "
+        f"{gift.amount} {gift.currency} voucher. Confirm that this is your email address to receive it.",
+        can_confirm=True,
+    )
+
+
+def _page(
+    request: HttpRequest, title: str, message: str, *, status: int = 200, can_confirm: bool = False
+) -> HttpResponse:
+    context = {"title": title, "message": message, "can_confirm": can_confirm}
+    return render(request, "fraud/verify_recipient.html", context, status=status)
