@@ -136,3 +136,18 @@ def gift_confirm_recipient(*, token: str) -> Gift:
         events.gift_recipient_confirmed(gift)
         _release(gift, actor_label="recipient")
     return gift
+
+
+def gift_resend_verification(*, token: str) -> Gift:
+    """An expired link asks for a new one: the gift is queued again and the worker sends a fresh link."""
+    with transaction.atomic():
+        verification = verification_find(token=token)
+        if verification is None:
+            raise VerificationError("This link is not valid. Use the newest link you received.")
+        gift = Gift.objects.select_for_update().get(pk=verification.gift_id)
+        if verification.confirmed_at is not None or gift.status != GiftStatus.HELD:
+            raise VerificationError("This gift no longer needs a confirmation.")
+        if verification.expires_at > timezone.now():
+            raise VerificationError("This link still works: use it to confirm your address.")
+        _release(gift, actor_label="recipient")
+    return gift
