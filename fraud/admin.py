@@ -50,7 +50,7 @@ class StatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         value = self.value() or GiftStatus.HELD
         if value == "reviewed":
-            return queryset.exclude(risk__review_outcome="")
+            return queryset.filter(risk__isnull=False).exclude(risk__review_outcome="")
         if value == "all":
             return queryset.exclude(risk=None)
         return queryset.filter(status=GiftStatus.HELD)

@@ -6,6 +6,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from fraud.verification import verification_find
+from gifting.models import GiftStatus
 from gifting.review import VerificationError, gift_confirm_recipient, gift_resend_verification
 
 
@@ -29,8 +30,9 @@ def verify_recipient(request: HttpRequest, token: str) -> HttpResponse:
             f"Your address is confirmed. Your {gift.amount} {gift.currency} voucher is on its way.",
         )
     verification = verification_find(token=token)
-    if verification is None or verification.confirmed_at is not None:
-        return _page(request, "This link cannot be used", "It is not valid, or it has been used already.", status=404)
+    if verification is None or verification.confirmed_at is not None or verification.gift.status != GiftStatus.HELD:
+        message = "It is not valid, it has been used already, or the gift no longer needs it."
+        return _page(request, "This link cannot be used", message, status=404)
     if verification.expires_at <= timezone.now():
         message = "We can send a new link to the same address."
         return _page(request, "This link has expired", message, status=410, can_resend=True)

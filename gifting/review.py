@@ -29,9 +29,9 @@ class VerificationError(Exception):
     """A recipient's confirmation link that cannot be used; the message says why."""
 
 
-def _release(gift: Gift, *, actor_label: str) -> None:
+def _release(gift: Gift, *, actor_label: str, now: datetime | None = None) -> None:
     """Clear a held gift for delivery: queue it and publish once the transaction commits."""
-    now = timezone.now()
+    now = now or timezone.now()
     gift.status = GiftStatus.QUEUED
     gift.next_attempt_at = now
     gift.save(update_fields=["status", "next_attempt_at", "updated_at"])
@@ -110,7 +110,7 @@ def gifts_release_ended_holds(*, now: datetime | None = None) -> int:
             .order_by("created_at")
         )
         for gift in due:
-            _release(gift, actor_label="sweeper")
+            _release(gift, actor_label="sweeper", now=now)
             released += 1
     if released:
         logger.info("released %s gifts whose hold period ended", released)

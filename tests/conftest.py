@@ -5,10 +5,19 @@ import itertools
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 _usernames = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Rate-limit counters and lockouts live in the cache (shared Redis in CI): start each test clean."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,8 @@ from gifting.models import Gift, IdempotencyKey
 
 GIFTS = "/api/v1/gifts/"
 TOKEN = "/api/v1/auth/token/"
-WALLET = "0x12" + "3" * 34 + "abcd"
+WALLET = "0x12" + "3" * 34 + "abcd"  # all lower case: accepted, stored EIP-55 checksummed
+WALLET_CHECKSUMMED = "0x12" + "3" * 34 + "abCD"
 VALID = {"recipient_email": "recipient@example.com", "amount": "25.00", "currency": "EUR", "message": "Enjoy!"}
 
 
@@ -57,9 +58,9 @@ def test_create_answers_202_with_the_masked_gift(auth_client, user):
 def test_create_masks_a_wallet_recipient(auth_client):
     response = post_gift(auth_client, {"recipient_wallet": WALLET, "amount": "5", "currency": "USD"})
     assert response.status_code == 202
-    assert response.json()["recipient"] == "0x12…abcd"
+    assert response.json()["recipient"] == "0x12…abCD"
     assert response.json()["amount"] == "5.00"
-    assert Gift.objects.get().recipient_wallet == WALLET
+    assert Gift.objects.get().recipient_wallet == WALLET_CHECKSUMMED
 
 
 @pytest.mark.parametrize(
