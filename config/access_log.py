@@ -1,12 +1,30 @@
-"""One log line per request: request id, user, method, path, status and latency."""
+"""One log line per request: request id, user, method, path, status, latency, and what the view adds."""
 
 import logging
 import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from rest_framework.request import Request
 
 logger = logging.getLogger("gift_a_voucher.access")
+
+_FIELDS_ATTRIBUTE = "access_log_fields"
+
+
+def add_log_fields(request: HttpRequest | Request, **fields: object) -> None:
+    """Append `name=value` pairs to this request's access log line.
+
+    Values are logged as text (booleans as true/false): pass masked data only,
+    never an email address, a wallet or a voucher code.
+    """
+    # DRF's Request wraps the HttpRequest this middleware sees; attributes set on the wrapper stay there.
+    http_request = request._request if isinstance(request, Request) else request
+    setattr(http_request, _FIELDS_ATTRIBUTE, {**getattr(http_request, _FIELDS_ATTRIBUTE, {}), **fields})
+
+
+def _format(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class AccessLogMiddleware:
@@ -17,12 +35,15 @@ class AccessLogMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         user = getattr(request, "user", None)
+        added = getattr(request, _FIELDS_ATTRIBUTE, {})
+        extra = "".join(f" {name}={_format(value)}" for name, value in added.items())
         logger.info(
-            "request method=%s path=%s status=%s user=%s latency_ms=%.1f",
+            "request method=%s path=%s status=%s user=%s latency_ms=%.1f%s",
             request.method,
             request.path,
             response.status_code,
             user.pk if user is not None and user.is_authenticated else "-",
             (time.perf_counter() - started) * 1000,
+            extra,
         )
         return response

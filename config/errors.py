@@ -4,19 +4,22 @@ A 400 for invalid input keeps DRF's field-error shape; every other error is
 `{"code": "...", "detail": "..."}`.
 """
 
+from collections.abc import Mapping
+
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 
 class ApplicationError(Exception):
-    """An error the API answers with a machine code, a human message and a status."""
+    """An error the API answers with a machine code, a human message, a status and any headers."""
 
-    def __init__(self, *, code: str, detail: str, status_code: int) -> None:
+    def __init__(self, *, code: str, detail: str, status_code: int, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
         self.status_code = status_code
+        self.headers = dict(headers or {})
 
 
 _CODES = {
@@ -33,7 +36,7 @@ _CODES = {
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return Response({"code": exc.code, "detail": exc.detail}, status=exc.status_code)
+        return Response({"code": exc.code, "detail": exc.detail}, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, exceptions.ParseError):
         # Malformed JSON is invalid input: a field-error shaped 400.
         return Response({"non_field_errors": [str(exc.detail)]}, status=status.HTTP_400_BAD_REQUEST)

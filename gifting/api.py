@@ -2,8 +2,11 @@
 
 import uuid
 
+from django.conf import settings
+from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -11,6 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.access_log import add_log_fields
+from config.ratelimit import enforce_rate_limit, raise_if_locked_out
 from gifting import idempotency
 from gifting.selectors import gift_get_for_user, gift_list_for_user
 from gifting.serializers import GiftCreateInputSerializer, GiftDetailOutputSerializer, GiftOutputSerializer
@@ -32,6 +37,12 @@ class GiftListCreateApi(APIView):
         parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=True)],
     )
     def post(self, request: Request) -> Response:
+        # Every attempt counts, before anything is validated: invalid requests and
+        # idempotent replays cost us too, and clients get one simple rule. The user's
+        # own limit goes first, so requests it refuses do not use up the budget of
+        # everyone else behind the same address.
+        enforce_rate_limit(request, group="gift-create:user", key="user", rate=settings.RATELIMIT_GIFT_USER)
+        enforce_rate_limit(request, group="gift-create:ip", key="ip", rate=settings.RATELIMIT_GIFT_IP)
         try:
             key = idempotency.validate_key(request.headers.get(IDEMPOTENCY_HEADER))
         except ValueError as exc:
@@ -44,6 +55,14 @@ class GiftListCreateApi(APIView):
             return status.HTTP_202_ACCEPTED, GiftOutputSerializer(gift).data, gift
 
         result = idempotency.run_idempotently(user=request.user, key=key, body=request.data, operation=create)
+        # The body's recipient is already masked; the decision is the status the gift got.
+        add_log_fields(
+            request,
+            gift=result.body["id"],
+            recipient=result.body["recipient"],
+            decision=result.body["status"],
+            replayed=result.replayed,
+        )
         headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
         return Response(result.body, status=result.status, headers=headers)
 
@@ -67,7 +86,26 @@ class GiftDetailApi(APIView):
 
 
 class TokenObtainApi(ObtainAuthToken):
-    """POST {username, password} → {token}; wrong credentials → 400."""
+    """POST {username, password} → {token}; wrong credentials → 400; locked out by django-axes → 429."""
 
     authentication_classes = []
     permission_classes = []
+
+    def get_serializer_context(self) -> dict:
+        # django-axes records failures from, and flags lockouts on, the request given to
+        # authenticate(). Give it Django's HttpRequest, as it expects, not DRF's wrapper:
+        # attributes set on the wrapper would not reach raise_if_locked_out or AxesMiddleware.
+        return {**super().get_serializer_context(), "request": self.request._request}
+
+    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
+        enforce_rate_limit(request, group="auth-token:ip", key="ip", rate=settings.RATELIMIT_TOKEN_IP)
+        serializer = self.get_serializer(data=request.data)
+        if not serializer.is_valid():
+            raise_if_locked_out(request._request)
+            raise ValidationError(serializer.errors)
+        user = serializer.validated_data["user"]
+        # Getting a token is logging in: axes forgets the client's failures (AXES_RESET_ON_SUCCESS)
+        # and logs the access, and Django updates last_login.
+        user_logged_in.send(sender=type(user), request=request._request, user=user)
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
