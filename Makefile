@@ -16,6 +16,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	mkdir -p var
+	bin/ensure-chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
 lint: $(STAMP)

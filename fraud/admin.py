@@ -2,13 +2,14 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
 from fraud import selectors
-from fraud.models import GiftReview, HoldTier, RiskAssessment, SenderLimits
+from fraud.models import Decision, GiftReview, HoldTier, RiskAssessment, SenderLimits
 from gifting.masking import mask_recipient
 from gifting.models import GiftStatus
 from gifting.review import MAX_REASON_LENGTH, REVIEW_PERMISSION, ReviewError, gift_approve, gift_reject
@@ -30,30 +31,40 @@ class SignalFilter(admin.SimpleListFilter):
         return queryset
 
 
-class StatusFilter(admin.SimpleListFilter):
-    """Held gifts by default: that is the queue; the rest is history."""
+class QueueFilter(admin.SimpleListFilter):
+    """Gifts waiting for a reviewer by default: that is the queue; the rest is context."""
 
-    title = "status"
-    parameter_name = "status"
+    title = "queue"
+    parameter_name = "queue"
+    WAITING = "waiting"
 
     def lookups(self, request, model_admin):
-        return [(GiftStatus.HELD, "Held (the queue)"), ("reviewed", "Reviewed"), ("all", "All")]
+        return [
+            (self.WAITING, "Waiting for review"),
+            ("recipient", "Waiting for the recipient"),
+            ("reviewed", "Reviewed"),
+            ("all", "All assessed gifts"),
+        ]
 
     def choices(self, changelist):
         for value, label in self.lookup_choices:
             yield {
-                "selected": (self.value() or GiftStatus.HELD) == value,
+                "selected": (self.value() or self.WAITING) == value,
                 "query_string": changelist.get_query_string({self.parameter_name: value}),
                 "display": label,
             }
 
     def queryset(self, request, queryset):
-        value = self.value() or GiftStatus.HELD
+        assessed = queryset.filter(risk__isnull=False)
+        held_by_rules = Q(status=GiftStatus.HELD, risk__decision=Decision.HOLD, risk__released_at__isnull=True)
+        value = self.value() or self.WAITING
+        if value == "recipient":
+            return assessed.filter(status=GiftStatus.HELD).exclude(held_by_rules)
         if value == "reviewed":
-            return queryset.filter(risk__isnull=False).exclude(risk__review_outcome="")
+            return assessed.exclude(risk__review_outcome="")
         if value == "all":
-            return queryset.exclude(risk=None)
-        return queryset.filter(status=GiftStatus.HELD)
+            return assessed
+        return assessed.filter(held_by_rules, risk__review_outcome="")
 
 
 class RejectForm(forms.Form):
@@ -79,7 +90,7 @@ class GiftReviewAdmin(admin.ModelAdmin):
         "sender_history",
         "recipient_history",
     ]
-    list_filter = [StatusFilter, "risk__hold_tier", SignalFilter, "currency"]
+    list_filter = [QueueFilter, "risk__hold_tier", SignalFilter, "currency"]
     search_fields = ["id", "sender__username", "sender__email"]
     ordering = ["created_at"]
     actions = ["approve_selected", "reject_selected"]
@@ -165,7 +176,8 @@ class GiftReviewAdmin(admin.ModelAdmin):
     @admin.display(description="recipient's gifts")
     def recipient_history(self, gift) -> str:
         history = selectors.recipient_history(email=gift.recipient_email, wallet=gift.recipient_wallet)
-        return f"{history['gifts']} from {history['senders']} senders"
+        gifts, senders = history["gifts"], history["senders"]
+        return f"{gifts} gift{pluralize(gifts)} from {senders} sender{pluralize(senders)}"
 
     @admin.display(description="review")
     def review(self, gift) -> str:

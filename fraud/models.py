@@ -120,5 +120,5 @@ class GiftReview(Gift):
 
     class Meta:
         proxy = True
-        verbose_name = "gift review"
+        verbose_name = "held gift"
         verbose_name_plural = "review queue"

@@ -76,7 +76,7 @@ def test_the_queue_shows_held_gifts_with_signals_and_history(reviewer_client, gi
     assert "carol@example.com" not in page and "dave@example.com" not in page
     assert "new_account, high_value" in page and "fan_in" in page
     assert "1 delivered, 1 held, 1 queued" in page  # olivia's history
-    assert "2 from 2 senders" in page  # dave's
+    assert "2 gifts from 2 senders" in page  # dave's
     assert "approve_selected" in page and "reject_selected" in page
 
 
@@ -89,8 +89,8 @@ def test_the_queue_shows_held_gifts_with_signals_and_history(reviewer_client, gi
         ("signal=high_value", {"delay", "approval"}),
         ("signal=fan_in", {"fanin"}),
         ("signal=velocity", set()),
-        ("status=all", {"delay", "approval", "fanin", "queued", "delivered"}),
-        ("status=reviewed", set()),
+        ("queue=all", {"delay", "approval", "fanin", "queued", "delivered"}),
+        ("queue=reviewed", set()),
     ],
 )
 def test_the_queue_filters(reviewer_client, gifts, query, expected):
@@ -99,7 +99,7 @@ def test_the_queue_filters(reviewer_client, gifts, query, expected):
 
 def test_gifts_without_an_assessment_are_not_listed_as_reviewed(reviewer_client, gifts, make_user):
     legacy = gift_row(make_user(), status=GiftStatus.DELIVERED, delivered_at=timezone.now())  # before fraud existed
-    assert shown(reviewer_client.get(f"{QUEUE}?status=reviewed"), {"legacy": legacy}) == set()
+    assert shown(reviewer_client.get(f"{QUEUE}?queue=reviewed"), {"legacy": legacy}) == set()
 
 
 def test_approve_selected_approves_each_gift(reviewer_client, reviewer, gifts):
@@ -132,7 +132,7 @@ def test_reject_selected_with_a_reason_rejects(reviewer_client, reviewer, gifts)
     risk = Gift.objects.get(id=gifts["approval"].id).risk
     assert (risk.review_outcome, risk.reviewed_by, risk.review_reason) == ("rejected", reviewer, "Mule account")
     assert shown(reviewer_client.get(QUEUE), gifts) == {"delay", "fanin"}
-    assert shown(reviewer_client.get(f"{QUEUE}?status=reviewed"), gifts) == {"approval"}
+    assert shown(reviewer_client.get(f"{QUEUE}?queue=reviewed"), gifts) == {"approval"}
 
 
 @pytest.mark.parametrize("reason", ["", "   "])
@@ -189,3 +189,15 @@ def test_sender_limits_can_be_added_in_the_admin(superuser_client, user):
 @pytest.mark.parametrize("path", ["/admin/axes/accessattempt/", "/admin/fraud/riskassessment/", QUEUE])
 def test_admin_pages_load_for_a_superuser(superuser_client, path):
     assert superuser_client.get(path).status_code == 200
+
+
+def test_an_approved_gift_waiting_for_its_recipient_leaves_the_queue(reviewer_client, reviewer, gifts):
+    approved, now = gifts["approval"], timezone.now()
+    RiskAssessment.objects.filter(gift=approved).update(
+        review_outcome="approved", reviewed_by=reviewer, reviewed_at=now, released_at=now
+    )
+    # Approved and released; the worker then sent the confirmation email and held it for the recipient.
+    Gift.objects.filter(id=approved.id).update(status=GiftStatus.HELD)
+
+    assert shown(reviewer_client.get(QUEUE), gifts) == {"delay", "fanin"}
+    assert shown(reviewer_client.get(f"{QUEUE}?queue=recipient"), gifts) == {"approval"}

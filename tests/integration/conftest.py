@@ -10,6 +10,7 @@ import email
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +41,7 @@ class SqsServer:
         self._server: ThreadedMotoServer | None = None
 
     def start(self) -> None:
+        _fail_if_port_taken(self.port)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         setup_queues(sqs_client())
@@ -53,6 +55,16 @@ class SqsServer:
         """Forget every queue and message, then create the queues again (SQS allows one purge a minute)."""
         requests.post(f"{settings.SQS_ENDPOINT_URL}/moto-api/reset", timeout=5).raise_for_status()
         setup_queues(sqs_client())
+
+
+def _fail_if_port_taken(port: int) -> None:
+    """Fail at once, not hang, when another run (or `make run`) holds a port the tests need."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no owner
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            pytest.fail(f"127.0.0.1:{port} is in use: is another test run going? Tests need it for themselves.")
 
 
 class SmtpSink:
@@ -166,6 +178,7 @@ def sqs_server():
 def smtp_server():
     sink = SmtpSink()
     port = urlsplit(os.environ["EMAIL_URL"]).port
+    _fail_if_port_taken(port)
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     yield sink

@@ -1,0 +1,191 @@
+"""A reviewer works the review queue in a real browser: Chromium (Debian's) → live server → SQS → worker → SMTP.
+
+Playwright drives Debian's `chromium` package, never a browser fetched by
+`playwright install`; `.ci/run` installs the package when it is missing.
+CHROMIUM_PATH points elsewhere on other machines.
+"""
+
+import os
+import re
+from decimal import Decimal
+from email.message import Message
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connections
+from playwright.sync_api import Page, expect, sync_playwright
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from gifting.models import GiftEvent, GiftEventType, GiftStatus
+from gifting.services import gift_create
+from tests.integration.test_delivery import DELIVERY_TIMEOUT, wait_for_status
+from tests.waiting import wait_until
+from vouchers.models import Voucher
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "var" / "screenshots" / "review-queue.png"
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+# The machine has no network: keep Chromium from reaching for it.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+REVIEWER_PASSWORD = "reviewer-secret-words"
+
+
+def chromium_executable() -> str:
+    """Debian's Chromium, or CHROMIUM_PATH; its absence fails the test rather than skipping it."""
+    path = os.environ.get("CHROMIUM_PATH") or DEFAULT_CHROMIUM
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(
+            f"No Chromium executable at {path}. Install Debian's package "
+            "(`apt-get install --no-install-recommends chromium`; .ci/run does it) "
+            "or set CHROMIUM_PATH to a Chromium binary. Do not use `playwright install`.",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    """A page in a fresh headless Chromium, closed after the test."""
+    executable = chromium_executable()
+    # Playwright's sync API keeps an asyncio loop marked as running on this
+    # thread, so Django refuses ORM calls from the test body. They are plain
+    # blocking calls in one thread, nothing runs concurrently: safe to allow.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1920, "height": 1080})
+        context.set_default_timeout(15_000)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
+            # With that loop "running", Django's (asgiref) connection storage is per
+            # context, not per thread: the test body got connections of its own.
+            # Close them, or they keep PostgreSQL's test database from being dropped.
+            connections.close_all()
+
+
+@pytest.fixture
+def reviewer(transactional_db, make_user):
+    """Staff, not superuser: may see the queue and review, nothing else."""
+    user = make_user(username="rita", password=REVIEWER_PASSWORD, first_name="Rita", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="fraud", codename__in=["view_giftreview", "review_gift"])
+    )
+    assert user.has_perm("fraud.view_giftreview") and user.has_perm("fraud.review_gift")
+    assert not user.is_superuser
+    return user
+
+
+def text_body(mail: Message) -> str:
+    part = next(p for p in mail.walk() if p.get_content_type() == "text/plain")
+    return part.get_payload(decode=True).decode()
+
+
+def mail_to(smtp_sink, address: str, subject_contains: str) -> Message | None:
+    return next(
+        (m for m in smtp_sink.messages if m["To"] == address and subject_contains in m["Subject"]),
+        None,
+    )
+
+
+def test_reviewer_approves_one_held_gift_and_rejects_another_in_the_browser(
+    sqs, smtp_sink, start_worker, live_server, browser_page: Page, reviewer, make_user, settings
+):
+    # As by default: a gift that needs approval also needs its recipient to confirm their
+    # address, so the approved gift goes out only after the recipient follows their link.
+    # (Decided when the gift is created, in this process; the worker reads it from the gift.)
+    settings.FRAUD_VERIFY_RECIPIENT_THRESHOLD = settings.FRAUD_APPROVAL_THRESHOLD
+    sender = make_user(username="alice", first_name="Alice", last_name="Sender")
+    cents = Decimal("0.01")
+    amount_a = settings.FRAUD_APPROVAL_THRESHOLD.quantize(cents)  # held for approval: at the threshold
+    amount_b = (settings.FRAUD_APPROVAL_THRESHOLD + 250).quantize(cents)
+    gift_a = gift_create(sender=sender, amount=amount_a, currency="EUR", recipient_email="anna@example.com")
+    gift_b = gift_create(sender=sender, amount=amount_b, currency="EUR", recipient_email="boris@example.com")
+    assert gift_a.status == gift_b.status == GiftStatus.HELD
+    start_worker()
+    page = browser_page
+    reason = "Card reported stolen after the gift was made."
+
+    # Log in and open the review queue from the admin's index.
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.get_by_label("Username").fill(reviewer.username)
+    page.get_by_label("Password").fill(REVIEWER_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Review queue").click()
+    expect(page).to_have_url(re.compile(r"/admin/fraud/giftreview/"))
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text=f"{amount_a} EUR")).to_have_count(1)
+    expect(rows.filter(has_text=f"{amount_b} EUR")).to_have_count(1)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOT, full_page=True)
+    print(f"review queue screenshot: {SCREENSHOT}")
+
+    # Approve gift A.
+    page.locator(f'input.action-select[value="{gift_a.pk}"]').check()
+    page.locator('select[name="action"]').select_option(label="Approve selected gifts")
+    page.get_by_role("button", name="Go", exact=True).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("Approved 1 gift(s).")
+
+    # Reject gift B, with a reason, on the intermediate page.
+    page.locator(f'input.action-select[value="{gift_b.pk}"]').check()
+    page.locator('select[name="action"]').select_option(label="Reject selected gifts…")
+    page.get_by_role("button", name="Go", exact=True).click()
+    expect(page.get_by_role("heading", name="Reject gifts")).to_be_visible()
+    expect(page.locator("#content")).to_contain_text(str(gift_b.pk))
+    page.get_by_label("Reason").fill(reason)
+    page.get_by_role("button", name="Reject", exact=True).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("Rejected 1 gift(s).")
+
+    # The recipient of the approved gift confirms their address, in a browser of their own.
+    verification = wait_until(
+        lambda: mail_to(smtp_sink, "anna@example.com", "confirm your email address"),
+        timeout=DELIVERY_TIMEOUT,
+        message="the approved gift's recipient got no confirmation email",
+    )
+    [link] = re.findall(r"https?://\S+/gifts/verify/\S+/", text_body(verification))
+    recipient_context = page.context.browser.new_context()  # the recipient: no reviewer session
+    recipient_page = recipient_context.new_page()
+    recipient_page.goto(live_server.url + urlsplit(link).path)  # the link names SITE_URL, not the live server
+    expect(recipient_page.get_by_role("heading", name="Confirm your address")).to_be_visible()
+    recipient_page.get_by_role("button", name="Confirm my address").click()
+    expect(recipient_page.get_by_role("heading", name="Thank you!")).to_be_visible()
+    recipient_context.close()
+
+    wait_for_status(gift_a, GiftStatus.DELIVERED)
+    wait_for_status(gift_b, GiftStatus.REJECTED)
+
+    voucher = Voucher.objects.get(gift=gift_a)
+    [voucher_mail] = smtp_sink.messages_for(gift_a.id)
+    assert voucher_mail["To"] == "anna@example.com" and voucher.code in text_body(voucher_mail)
+    assert not Voucher.objects.filter(gift=gift_b).exists()
+    assert [m["To"] for m in smtp_sink.messages] == ["anna@example.com", "anna@example.com"]
+
+    approved = GiftEvent.objects.get(gift=gift_a, type=GiftEventType.APPROVED)
+    assert approved.actor == reviewer
+    rejected = GiftEvent.objects.get(gift=gift_b, type=GiftEventType.REJECTED)
+    assert rejected.actor == reviewer
+    assert rejected.details["review_reason"] == reason
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=sender).key}")
+    response = api.get(f"/api/v1/gifts/{gift_b.id}/")
+    assert response.status_code == 200
+    assert response.json()["status"] == "rejected"
+    assert reason not in response.content.decode()  # the reason is for the audit log, not the sender
+    assert api.get(f"/api/v1/gifts/{gift_a.id}/").json()["status"] == "delivered"
