@@ -272,6 +272,8 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 WALLET_PROVIDER_URL = env.str("WALLET_PROVIDER_URL", default="")
 WALLET_PROVIDER_SECRET = env.str("WALLET_PROVIDER_SECRET", default="")
 WALLET_PROVIDER_TIMEOUT = env.int("WALLET_PROVIDER_TIMEOUT", default=10)
+if WALLET_PROVIDER_URL and not WALLET_PROVIDER_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("WALLET_PROVIDER_URL must be an http(s) URL.")
 
 # --- Logging -------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -4,7 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -18,7 +18,12 @@ from config.access_log import add_log_fields
 from config.ratelimit import enforce_rate_limit, raise_if_locked_out
 from gifting import idempotency
 from gifting.selectors import gift_get_for_user, gift_list_for_user
-from gifting.serializers import GiftCreateInputSerializer, GiftDetailOutputSerializer, GiftOutputSerializer
+from gifting.serializers import (
+    ErrorSerializer,
+    GiftCreateInputSerializer,
+    GiftDetailOutputSerializer,
+    GiftOutputSerializer,
+)
 from gifting.services import gift_create
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -33,7 +38,16 @@ class GiftPagination(PageNumberPagination):
 class GiftListCreateApi(APIView):
     @extend_schema(
         request=GiftCreateInputSerializer,
-        responses={202: GiftOutputSerializer},
+        responses={
+            202: GiftOutputSerializer,
+            400: OpenApiResponse(description='Invalid input: field errors, e.g. {"amount": ["..."]}.'),
+            401: ErrorSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="idempotency_key_in_use"),
+            422: OpenApiResponse(
+                ErrorSerializer, description="idempotency_key_reused, amount_limit, daily_quota or weekly_quota"
+            ),
+            429: OpenApiResponse(ErrorSerializer, description="rate_limited, with Retry-After"),
+        },
         parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=True)],
     )
     def post(self, request: Request) -> Response:
@@ -74,7 +88,7 @@ class GiftListCreateApi(APIView):
 
 
 class GiftDetailApi(APIView):
-    @extend_schema(responses={200: GiftDetailOutputSerializer})
+    @extend_schema(responses={200: GiftDetailOutputSerializer, 404: ErrorSerializer})
     def get(self, request: Request, gift_id: str) -> Response:
         try:
             gift = gift_get_for_user(user=request.user, gift_id=uuid.UUID(gift_id))

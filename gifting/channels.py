@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 
 from gifting.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from gifting.models import Gift
+from gifting.wallets import wallet_provider
 from vouchers.models import Voucher
 
 
@@ -67,4 +68,8 @@ def deliver_voucher(*, gift: Gift, voucher: Voucher) -> str:
     if gift.recipient_email:
         send_voucher_email(gift=gift, voucher=voucher)
         return "email"
-    raise PermanentDeliveryError("Wallet delivery is not available yet.")
+    provider = wallet_provider()
+    if provider is None:
+        raise PermanentDeliveryError("Wallet delivery is not configured.")
+    provider.credit(gift=gift, voucher=voucher)
+    return "wallet"

@@ -9,8 +9,7 @@ from rest_framework import serializers
 from gifting.masking import mask_recipient
 from gifting.models import GiftStatus
 from gifting.selectors import gift_public_timeline
-
-WALLET_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+from gifting.wallets import normalize_wallet
 
 
 class StrictSerializer(serializers.Serializer):
@@ -25,14 +24,19 @@ class StrictSerializer(serializers.Serializer):
 
 class GiftCreateInputSerializer(StrictSerializer):
     recipient_email = serializers.EmailField(required=False, max_length=254)
-    recipient_wallet = serializers.RegexField(
-        WALLET_PATTERN,
-        required=False,
-        error_messages={"invalid": "Enter a wallet address: 0x followed by 40 hexadecimal digits."},
+    recipient_wallet = serializers.CharField(
+        required=False, help_text="An Ethereum address: 0x and 40 hex digits; if mixed-case, EIP-55 checksummed."
     )
     amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
     currency = serializers.CharField(max_length=3)
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+    def validate_recipient_wallet(self, value: str) -> str:
+        """Checked by format and EIP-55 checksum; stored in its checksummed form."""
+        try:
+            return normalize_wallet(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
 
     def validate_currency(self, value: str) -> str:
         if value not in settings.GIFT_CURRENCIES:
@@ -80,3 +84,10 @@ class GiftDetailOutputSerializer(GiftOutputSerializer):
 
     def get_last_error(self, gift) -> str | None:
         return gift.last_error or None
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error but a 400: a machine code and a human message."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()

@@ -86,3 +86,9 @@ def test_refuses_a_backoff_beyond_the_sqs_delay_cap():
     result = _import_settings(GIFT_RETRY_BACKOFF_MAX="901")
     assert result.returncode != 0
     assert "GIFT_RETRY_BACKOFF_MAX" in result.stderr
+
+
+def test_refuses_a_wallet_provider_that_is_not_http():
+    result = _import_settings(WALLET_PROVIDER_URL="ftp://wallets.example.com/credit")
+    assert result.returncode != 0
+    assert "WALLET_PROVIDER_URL must be an http(s) URL" in result.stderr

@@ -105,12 +105,6 @@ def test_deliver_voucher_names_the_channel(outbox, gift, voucher):
     assert len(outbox) == 1
 
 
-def test_wallet_delivery_is_permanently_unavailable(gift, voucher):
-    gift.recipient_email, gift.recipient_wallet = "", "0x" + "a" * 40
-    with pytest.raises(PermanentDeliveryError):
-        deliver_voucher(gift=gift, voucher=voucher)
-
-
 def test_the_message_id_is_well_formed_when_the_sender_has_a_display_name(settings, gift):
     settings.DEFAULT_FROM_EMAIL = "Gift a Voucher <gifts@example.com>"
     assert message_id_for(gift) == f"<gift-{gift.id}@example.com>"

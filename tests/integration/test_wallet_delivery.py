@@ -1,0 +1,64 @@
+"""End to end for wallets: API → SQS (moto) → celery worker → a wallet provider on a real local HTTP server."""
+
+import uuid
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from gifting.models import Gift, GiftEvent, GiftStatus
+from tests.waiting import wait_until
+from tests.wallet_provider import CHECKSUMMED, SECRET, WalletProviderStub
+from vouchers.models import Voucher
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def wallet_server(monkeypatch, settings):
+    """The provider stub, in the environment the worker processes inherit.
+
+    Autouse, so that it is set up before `start_worker`, which copies
+    os.environ when it is set up, not when it starts a worker.
+    """
+    stub = WalletProviderStub()
+    monkeypatch.setenv("WALLET_PROVIDER_URL", stub.url)
+    monkeypatch.setenv("WALLET_PROVIDER_SECRET", SECRET)
+    settings.WALLET_PROVIDER_URL, settings.WALLET_PROVIDER_SECRET = stub.url, SECRET
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def client(transactional_db, make_user) -> APIClient:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user()).key}")
+    return api
+
+
+def test_a_wallet_gift_is_credited_once_by_a_worker(sqs, start_worker, client, wallet_server):
+    start_worker()
+    body = {"recipient_wallet": CHECKSUMMED.lower(), "amount": "30.00", "currency": "USD"}
+    response = client.post("/api/v1/gifts/", body, format="json", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()))
+    assert response.status_code == 202, response.content
+    gift = Gift.objects.get(id=response.json()["id"])
+
+    def delivered() -> bool:
+        gift.refresh_from_db()
+        return gift.status == GiftStatus.DELIVERED
+
+    wait_until(delivered, timeout=60, message="the wallet gift was not delivered")
+
+    [request] = wallet_server.requests
+    assert request.signed
+    assert request.headers["Idempotency-Key"] == str(gift.id)
+    assert request.json() == {
+        "gift_id": str(gift.id),
+        "voucher_code": Voucher.objects.get(gift=gift).code,
+        "amount": "30.00",
+        "currency": "USD",
+        "wallet": CHECKSUMMED,
+    }
+    events = GiftEvent.objects.filter(gift=gift).order_by("at", "id")
+    assert [event.type for event in events] == ["created", "queued", "delivery_attempted", "delivered"]
+    assert events.last().details == {"channel": "wallet"}

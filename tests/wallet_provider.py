@@ -1,0 +1,92 @@
+"""A wallet provider on a real loopback HTTP server, for tests of wallet delivery."""
+
+import hashlib
+import hmac
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# The EIP-55 specification's own example addresses.
+CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+DIGITS_ONLY_CHECKSUMMED = "0x52908400098527886E0F7030069857D2E4169EE7"
+SECRET = "test-wallet-secret"
+
+
+def hmac_hex(body: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class ReceivedRequest:
+    headers: dict[str, str]
+    body: bytes
+    signed: bool  # the X-Signature header was the HMAC of the exact body bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+class WalletProviderStub:
+    """A wallet provider on a real loopback HTTP server that answers as a test tells it.
+
+    It records every request and checks its signature (401 if wrong). By default
+    it confirms the credit with a signed `{"gift_id", "status": "credited"}`;
+    `status`, `answer`, `signature` ("valid", "missing", "wrong", "non-ascii"),
+    `headers` (extra response headers) and `delay` (seconds before answering)
+    change that.
+    """
+
+    def __init__(self, secret: str = SECRET) -> None:
+        self.secret = secret
+        self.requests: list[ReceivedRequest] = []
+        self.status = 200
+        self.answer: dict | None = None
+        self.signature = "valid"
+        self.delay = 0.0
+        self.headers: dict[str, str] = {}
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _StubHandler)
+        self._server.stub = self
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1/credits"
+        # A short poll interval, so that stop() (shutdown) returns quickly.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes a handler that is still delaying its answer
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _StubHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        stub: WalletProviderStub = self.server.stub
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        signed = hmac.compare_digest(self.headers.get("X-Signature", ""), hmac_hex(body, stub.secret))
+        stub.requests.append(ReceivedRequest(headers=dict(self.headers), body=body, signed=signed))
+        if stub.delay and stub._stopping.wait(stub.delay):
+            return  # the test is over; nobody is listening any more
+        if not signed:
+            self._answer(401, b'{"error": "bad signature"}', signature="")
+            return
+        answer = json.dumps(stub.answer or {"gift_id": json.loads(body)["gift_id"], "status": "credited"}).encode()
+        signature = {
+            "valid": hmac_hex(answer, stub.secret),
+            "wrong": hmac_hex(answer, "not-the-secret"),
+            "non-ascii": "sha256=é",
+        }
+        self._answer(stub.status, answer, signature=signature.get(stub.signature, ""))
+
+    def _answer(self, status: int, body: bytes, *, signature: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if signature:
+            self.send_header("X-Signature", signature)
+        for name, value in self.server.stub.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args) -> None:
+        pass  # keep test output quiet
