@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from fraud import selectors
 from fraud.models import Decision, GiftReview, HoldTier, RiskAssessment, SenderLimits
+from gifting.admin import ReadOnlyAdmin
 from gifting.masking import mask_recipient
 from gifting.models import GiftStatus
 from gifting.review import MAX_REASON_LENGTH, REVIEW_PERMISSION, ReviewError, gift_approve, gift_reject
@@ -76,7 +77,7 @@ class RejectForm(forms.Form):
 
 
 @admin.register(GiftReview)
-class GiftReviewAdmin(admin.ModelAdmin):
+class GiftReviewAdmin(ReadOnlyAdmin):
     list_display = [
         "created_at",
         "amount_display",
@@ -115,15 +116,6 @@ class GiftReviewAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("sender", "risk")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def has_review_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(REVIEW_PERMISSION)
@@ -234,16 +226,7 @@ class SenderLimitsAdmin(admin.ModelAdmin):
 
 
 @admin.register(RiskAssessment)
-class RiskAssessmentAdmin(admin.ModelAdmin):
+class RiskAssessmentAdmin(ReadOnlyAdmin):
     list_display = ["gift", "decision", "score", "hold_tier", "review_outcome", "reviewed_by", "created_at"]
     list_filter = ["decision", "hold_tier", "review_outcome"]
     search_fields = ["gift__id"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

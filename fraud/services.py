@@ -34,20 +34,16 @@ def _check_hard_limits(*, sender: AbstractBaseUser, limits: SenderLimits, amount
             code="amount_limit",
             detail=f"A gift must be between {settings.FRAUD_MIN_AMOUNT} and {effective.max_amount}.",
         )
-    day = selectors.sender_totals_since(sender=sender, since=now - timedelta(days=1))
-    if day.count + 1 > effective.daily_count or day.value + amount > effective.daily_value:
-        raise LimitExceeded(
-            code="daily_quota",
-            detail=f"This gift would exceed your daily limit of {effective.daily_count} gifts "
-            f"or {effective.daily_value} in value.",
-        )
-    week = selectors.sender_totals_since(sender=sender, since=now - timedelta(days=7))
-    if week.count + 1 > effective.weekly_count or week.value + amount > effective.weekly_value:
-        raise LimitExceeded(
-            code="weekly_quota",
-            detail=f"This gift would exceed your weekly limit of {effective.weekly_count} gifts "
-            f"or {effective.weekly_value} in value.",
-        )
+    for code, period, days, count_limit, value_limit in (
+        ("daily_quota", "daily", 1, effective.daily_count, effective.daily_value),
+        ("weekly_quota", "weekly", 7, effective.weekly_count, effective.weekly_value),
+    ):
+        sent = selectors.sender_totals_since(sender=sender, since=now - timedelta(days=days))
+        if sent.count + 1 > count_limit or sent.value + amount > value_limit:
+            raise LimitExceeded(
+                code=code,
+                detail=f"This gift would exceed your {period} limit of {count_limit} gifts or {value_limit} in value.",
+            )
 
 
 def gift_assess(

@@ -6,6 +6,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from fraud.verification import verification_find
+from gifting.channels import sender_name
 from gifting.models import GiftStatus
 from gifting.review import VerificationError, gift_confirm_recipient, gift_resend_verification
 
@@ -40,7 +41,7 @@ def verify_recipient(request: HttpRequest, token: str) -> HttpResponse:
     return _page(
         request,
         "Confirm your address",
-        f"{gift.sender.get_full_name() or gift.sender.get_username()} is sending you a "
+        f"{sender_name(gift)} is sending you a "
         f"{gift.amount} {gift.currency} voucher. Confirm that this is your email address to receive it.",
         can_confirm=True,
     )

@@ -4,6 +4,19 @@ from gifting.masking import mask_recipient
 from gifting.models import Gift, GiftEvent
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Staff look, services write: no adding, changing or deleting through the admin."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class GiftEventInline(admin.TabularInline):
     model = GiftEvent
     fields = ["at", "type", "actor_label", "actor", "request_id", "details"]
@@ -16,7 +29,7 @@ class GiftEventInline(admin.TabularInline):
 
 
 @admin.register(Gift)
-class GiftAdmin(admin.ModelAdmin):
+class GiftAdmin(ReadOnlyAdmin):
     list_display = ["id", "created_at", "sender", "masked_recipient", "amount", "currency", "status", "attempts"]
     list_filter = ["status", "currency"]
     search_fields = ["id", "sender__username"]
@@ -28,24 +41,9 @@ class GiftAdmin(admin.ModelAdmin):
     def masked_recipient(self, gift: Gift) -> str:
         return mask_recipient(email=gift.recipient_email, wallet=gift.recipient_wallet)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(GiftEvent)
-class GiftEventAdmin(admin.ModelAdmin):
+class GiftEventAdmin(ReadOnlyAdmin):
     list_display = ["at", "gift", "type", "actor_label", "actor", "request_id"]
     list_filter = ["type", "actor_label"]
     search_fields = ["gift__id", "request_id"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -41,26 +41,39 @@ def classify_smtp_error(exc: Exception) -> DeliveryError:
     raise TypeError(f"not an SMTP error: {exc!r}")
 
 
-def send_voucher_email(*, gift: Gift, voucher: Voucher) -> None:
-    """Send the one delivery email of a gift; raises a DeliveryError on failure."""
-    context = {
-        "gift": gift,
-        "voucher": voucher,
-        "sender_name": gift.sender.get_full_name() or gift.sender.get_username(),
-    }
+def send_templated_email(
+    *, to: str, subject: str, template: str, context: dict, headers: dict[str, str] | None = None
+) -> None:
+    """Send `template`.txt with `template`.html beside it; raises a DeliveryError on failure."""
     email = EmailMultiAlternatives(
-        subject=f"You received a {gift.amount} {gift.currency} voucher",
-        body=render_to_string("gifting/voucher_email.txt", context),
+        subject=subject,
+        body=render_to_string(f"{template}.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[gift.recipient_email],
-        headers={"Message-ID": message_id_for(gift)},
+        to=[to],
+        headers=headers,
         connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
     )
-    email.attach_alternative(render_to_string("gifting/voucher_email.html", context), "text/html")
+    email.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
     try:
         email.send(fail_silently=False)
     except (smtplib.SMTPException, OSError) as exc:
         raise classify_smtp_error(exc) from exc
+
+
+def sender_name(gift: Gift) -> str:
+    """How the recipient knows the sender: their full name, else their username."""
+    return gift.sender.get_full_name() or gift.sender.get_username()
+
+
+def send_voucher_email(*, gift: Gift, voucher: Voucher) -> None:
+    """Send the one delivery email of a gift; raises a DeliveryError on failure."""
+    send_templated_email(
+        to=gift.recipient_email,
+        subject=f"You received a {gift.amount} {gift.currency} voucher",
+        template="gifting/voucher_email",
+        context={"gift": gift, "voucher": voucher, "sender_name": sender_name(gift)},
+        headers={"Message-ID": message_id_for(gift)},
+    )
 
 
 def deliver_voucher(*, gift: Gift, voucher: Voucher) -> str:

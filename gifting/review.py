@@ -117,18 +117,23 @@ def gifts_release_ended_holds(*, now: datetime | None = None) -> int:
     return released
 
 
+def _lock_verification(token: str) -> tuple[RecipientVerification, Gift]:
+    """The verification a link's token names and its gift, both locked; call inside a transaction."""
+    verification = verification_find(token=token)
+    if verification is None:
+        raise VerificationError("This link is not valid. Use the newest link you received.")
+    verification = RecipientVerification.objects.select_for_update().get(pk=verification.pk)
+    return verification, Gift.objects.select_for_update().get(pk=verification.gift_id)
+
+
 def gift_confirm_recipient(*, token: str) -> Gift:
     """The recipient followed their link: the gift goes out. Each link works once, until it expires."""
     with transaction.atomic():
-        verification = verification_find(token=token)
-        if verification is None:
-            raise VerificationError("This link is not valid. Use the newest link you received.")
-        verification = RecipientVerification.objects.select_for_update().get(pk=verification.pk)
-        gift = Gift.objects.select_for_update().get(pk=verification.gift_id)
+        verification, gift = _lock_verification(token)
         if verification.confirmed_at is not None:
             raise VerificationError("This link has already been used.")
         if verification.expires_at <= timezone.now():
-            raise VerificationError("This link has expired. Ask the sender to send the gift again.")
+            raise VerificationError("This link has expired. Open it again to ask for a new one.")
         if gift.status != GiftStatus.HELD:
             raise VerificationError("This gift can no longer be confirmed.")
         verification.confirmed_at = timezone.now()
@@ -141,10 +146,7 @@ def gift_confirm_recipient(*, token: str) -> Gift:
 def gift_resend_verification(*, token: str) -> Gift:
     """An expired link asks for a new one: the gift is queued again and the worker sends a fresh link."""
     with transaction.atomic():
-        verification = verification_find(token=token)
-        if verification is None:
-            raise VerificationError("This link is not valid. Use the newest link you received.")
-        gift = Gift.objects.select_for_update().get(pk=verification.gift_id)
+        verification, gift = _lock_verification(token)
         if verification.confirmed_at is not None or gift.status != GiftStatus.HELD:
             raise VerificationError("This gift no longer needs a confirmation.")
         if verification.expires_at > timezone.now():

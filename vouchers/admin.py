@@ -1,18 +1,13 @@
 from django.contrib import admin
 
+from gifting.admin import ReadOnlyAdmin
 from vouchers.models import Voucher
 
 
 @admin.register(Voucher)
-class VoucherAdmin(admin.ModelAdmin):
+class VoucherAdmin(ReadOnlyAdmin):
     list_display = ["id", "gift", "amount", "currency", "status", "expires_at", "created_at"]
     list_filter = ["status", "currency"]
     # The code is a bearer secret: staff see that a voucher exists, not its code.
     exclude = ["code"]
     readonly_fields = ["gift", "amount", "currency", "status", "expires_at", "created_at"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
