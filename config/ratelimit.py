@@ -10,6 +10,7 @@ import logging
 from axes.helpers import get_cool_off
 from django.http import HttpRequest
 from django_ratelimit.core import get_usage
+from redis.exceptions import RedisError
 from rest_framework import status
 from rest_framework.request import Request
 
@@ -31,6 +32,20 @@ class RateLimited(ApplicationError):
         self.retry_after = retry_after
 
 
+class LimitsUnavailable(ApplicationError):
+    """503: the shared cache that keeps the counts is down; refuse rather than run unprotected."""
+
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self) -> None:
+        super().__init__(
+            code="service_unavailable",
+            detail="We cannot take this request right now. Try again shortly.",
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(self.RETRY_AFTER_SECONDS)},
+        )
+
+
 class LockedOut(ApplicationError):
     """429 locked_out: django-axes refuses these credentials after too many failures."""
 
@@ -48,7 +63,11 @@ def enforce_rate_limit(request: HttpRequest | Request, *, group: str, key: str, 
 
     Every call counts, whatever happens to the request afterwards.
     """
-    usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
+    try:
+        usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
+    except (RedisError, OSError) as exc:
+        logger.error("rate limit counts unavailable group=%s error=%s", group, type(exc).__name__)
+        raise LimitsUnavailable() from exc
     if usage is None or not usage["should_limit"]:  # None: rate limiting is switched off
         return
     # A window includes its last second (time_left 0), so it resets time_left + 1 seconds from

@@ -62,6 +62,19 @@ def assert_rate_limited(response) -> int:
 # --- Rate limits: gift creation -------------------------------------------------
 
 
+def test_a_broken_shared_cache_refuses_with_503_not_500(settings, user):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+
+    response = post_gift(client_for(user))
+
+    assert response.status_code == 503
+    assert response.json() == {"code": "service_unavailable", "detail": ANY}
+    assert response["Retry-After"] == "5"
+    assert not Gift.objects.exists()
+
+
 def test_gift_create_is_limited_per_user(settings, generous_limits, make_user):
     settings.RATELIMIT_GIFT_USER = "2/m"
     alice, bob = client_for(make_user()), client_for(make_user())
