@@ -40,6 +40,6 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("gifting", "0002_gift_event_redriven")]
+    dependencies = [("gifting", "0001_initial")]
 
     operations = [migrations.RunPython(forwards, backwards)]
