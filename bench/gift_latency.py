@@ -1,6 +1,11 @@
 """Measure a running system: API latency to 202 and time from 202 to `delivered`.
 
-Usage (with `make run` going in another terminal):
+Usage: start the system with limits a benchmark does not trip over (one sender
+sending many gifts in a minute is exactly what rate limits, quotas and the
+velocity rule stop), then run this from another terminal:
+
+    RATELIMIT_GIFT_USER=100000/m FRAUD_DAILY_COUNT=100000 FRAUD_DAILY_VALUE=100000000 \
+    FRAUD_WEEKLY_COUNT=100000 FRAUD_WEEKLY_VALUE=100000000 FRAUD_VELOCITY_MIN_COUNT=100000 make run
 
     .venv/bin/python bench/gift_latency.py --username alice --password '…' [--gifts 20]
 
