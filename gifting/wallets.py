@@ -2,7 +2,9 @@
 
 The provider speaks signed JSON over HTTP. Every request carries the gift id as
 its idempotency key, so a retry after a lost response can never credit twice;
-the provider's answer counts only when it is signed with the shared secret.
+its signature covers the timestamp as well as the body, so the provider can
+refuse stale replays; the provider's answer counts only when it is signed with
+the shared secret.
 """
 
 import hashlib
@@ -46,9 +48,12 @@ def normalize_wallet(raw: str) -> str:
     return to_checksum_address(raw)
 
 
-def sign(body: bytes, *, secret: str) -> str:
-    """The X-Signature header value for `body`: `sha256=<hex HMAC-SHA256>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(message: bytes, *, secret: str) -> str:
+    """An X-Signature header value: `sha256=<hex HMAC-SHA256 of message>`.
+
+    Requests sign `<X-Timestamp>.<body>`; the provider's answers sign their body.
+    """
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 class WalletProvider(Protocol):
@@ -90,6 +95,7 @@ class HttpWalletProvider:
                 "wallet": wallet,
             }
         ).encode()
+        timestamp = str(int(time.time()))
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
             self.url,
             data=body,
@@ -97,8 +103,8 @@ class HttpWalletProvider:
             headers={
                 "Content-Type": "application/json",
                 "Idempotency-Key": str(gift.id),
-                "X-Signature": sign(body, secret=self.secret),
-                "X-Timestamp": str(int(time.time())),
+                "X-Signature": sign(timestamp.encode() + b"." + body, secret=self.secret),
+                "X-Timestamp": timestamp,
             },
         )
         try:

@@ -21,7 +21,7 @@ def hmac_hex(body: bytes, secret: str = SECRET) -> str:
 class ReceivedRequest:
     headers: dict[str, str]
     body: bytes
-    signed: bool  # the X-Signature header was the HMAC of the exact body bytes
+    signed: bool  # X-Signature was the HMAC of "<X-Timestamp>.<exact body bytes>"
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -62,7 +62,8 @@ class _StubHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         stub: WalletProviderStub = self.server.stub
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        signed = hmac.compare_digest(self.headers.get("X-Signature", ""), hmac_hex(body, stub.secret))
+        signed_part = self.headers.get("X-Timestamp", "").encode() + b"." + body
+        signed = hmac.compare_digest(self.headers.get("X-Signature", ""), hmac_hex(signed_part, stub.secret))
         stub.requests.append(ReceivedRequest(headers=dict(self.headers), body=body, signed=signed))
         if stub.delay and stub._stopping.wait(stub.delay):
             return  # the test is over; nobody is listening any more

@@ -126,6 +126,7 @@ def test_a_signed_confirmation_credits_the_wallet(wallet_server, gift, voucher, 
 
     [request] = wallet_server.requests
     assert request.signed
+    assert request.headers["X-Signature"] != hmac_hex(request.body)  # the timestamp is signed too
     assert request.headers["Idempotency-Key"] == str(gift.id)
     assert request.headers["Content-Type"] == "application/json"
     assert abs(int(request.headers["X-Timestamp"]) - time.time()) < 60
