@@ -13,7 +13,7 @@ from gifting.errors import PermanentDeliveryError, TransientDeliveryError
 from gifting.models import Gift, GiftEvent, GiftStatus
 from gifting.wallets import UNVERIFIED, HttpWalletProvider, normalize_wallet
 from tests.factories import gift_row
-from tests.wallet_provider import CHECKSUMMED, DIGITS_ONLY_CHECKSUMMED, SECRET, WalletProviderStub
+from tests.wallet_provider import CHECKSUMMED, DIGITS_ONLY_CHECKSUMMED, SECRET, WalletProviderStub, hmac_hex
 from vouchers.services import voucher_issue_for_gift
 
 
