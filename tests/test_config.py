@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,19 +77,15 @@ def test_refuses_to_start_without_debug_and_without_a_shared_cache():
     assert "REDIS_URL must be set" in result.stderr
 
 
-def test_refuses_a_threshold_that_is_not_a_positive_number():
-    result = _import_settings(FRAUD_MAX_AMOUNT="lots")
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("FRAUD_MAX_AMOUNT", "lots", "FRAUD_MAX_AMOUNT must be a positive decimal number"),
+        ("GIFT_RETRY_BACKOFF_MAX", "901", "GIFT_RETRY_BACKOFF_MAX"),
+        ("WALLET_PROVIDER_URL", "ftp://wallets.example.com/credit", "WALLET_PROVIDER_URL must be an http(s) URL"),
+    ],
+)
+def test_refuses_a_bad_setting_with_a_message_naming_it(variable, value, message):
+    result = _import_settings(**{variable: value})
     assert result.returncode != 0
-    assert "FRAUD_MAX_AMOUNT must be a positive decimal number" in result.stderr
-
-
-def test_refuses_a_backoff_beyond_the_sqs_delay_cap():
-    result = _import_settings(GIFT_RETRY_BACKOFF_MAX="901")
-    assert result.returncode != 0
-    assert "GIFT_RETRY_BACKOFF_MAX" in result.stderr
-
-
-def test_refuses_a_wallet_provider_that_is_not_http():
-    result = _import_settings(WALLET_PROVIDER_URL="ftp://wallets.example.com/credit")
-    assert result.returncode != 0
-    assert "WALLET_PROVIDER_URL must be an http(s) URL" in result.stderr
+    assert message in result.stderr
