@@ -71,12 +71,16 @@ def sender_baseline_hourly(*, sender: AbstractBaseUser, now: datetime) -> Hourly
     return HourlyRate(count=totals["count"] / hours, value=(totals["value"] or Decimal("0")) / hours)
 
 
+def _to_recipient(*, email: str, wallet: str) -> Q:
+    """Gifts to this recipient: emails compared case-insensitively, wallets as stored (checksummed)."""
+    return Q(recipient_email__iexact=email) if email else Q(recipient_wallet=wallet)
+
+
 def recipient_distinct_senders(
     *, email: str, wallet: str, since: datetime, exclude_sender: AbstractBaseUser | None = None
 ) -> int:
     """How many different senders (other than `exclude_sender`) gifted this recipient since `since`."""
-    recipient = Q(recipient_email__iexact=email) if email else Q(recipient_wallet=wallet)
-    gifts = Gift.objects.filter(recipient, created_at__gte=since)
+    gifts = Gift.objects.filter(_to_recipient(email=email, wallet=wallet), created_at__gte=since)
     if exclude_sender is not None:
         gifts = gifts.exclude(sender=exclude_sender)
     return gifts.values("sender").distinct().count()
@@ -90,6 +94,7 @@ def sender_history(*, sender_id: int) -> dict[str, int]:
 
 def recipient_history(*, email: str, wallet: str) -> dict[str, int]:
     """How many gifts and distinct senders a recipient has had, for reviewers."""
-    recipient = Q(recipient_email__iexact=email) if email else Q(recipient_wallet=wallet)
-    row = Gift.objects.filter(recipient).aggregate(gifts=Count("id"), senders=Count("sender", distinct=True))
+    row = Gift.objects.filter(_to_recipient(email=email, wallet=wallet)).aggregate(
+        gifts=Count("id"), senders=Count("sender", distinct=True)
+    )
     return {"gifts": row["gifts"], "senders": row["senders"]}
