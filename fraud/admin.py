@@ -18,6 +18,11 @@ from gifting.review import MAX_REASON_LENGTH, REVIEW_PERMISSION, ReviewError, gi
 SIGNAL_RULES = ("velocity", "fan_in", "new_account", "high_value")
 
 
+def _risk(gift) -> RiskAssessment | None:
+    """The gift's risk assessment; gifts from before the fraud rules have none."""
+    return getattr(gift, "risk", None)
+
+
 class SignalFilter(admin.SimpleListFilter):
     title = "signal"
     parameter_name = "signal"
@@ -130,27 +135,27 @@ class GiftReviewAdmin(ReadOnlyAdmin):
 
     @admin.display(description="tier")
     def tier(self, gift) -> str:
-        risk = getattr(gift, "risk", None)
+        risk = _risk(gift)
         return HoldTier(risk.hold_tier).label if risk and risk.hold_tier else "-"
 
     @admin.display(description="score")
     def score(self, gift) -> int | str:
-        risk = getattr(gift, "risk", None)
+        risk = _risk(gift)
         return risk.score if risk else "-"
 
     @admin.display(description="release at")
     def release_at(self, gift):
-        risk = getattr(gift, "risk", None)
+        risk = _risk(gift)
         return risk.release_at if risk else None
 
     @admin.display(description="signals")
     def signal_names(self, gift) -> str:
-        risk = getattr(gift, "risk", None)
+        risk = _risk(gift)
         return ", ".join(signal["rule"] for signal in risk.signals) if risk and risk.signals else "-"
 
     @admin.display(description="signals")
     def signal_details(self, gift) -> str:
-        risk = getattr(gift, "risk", None)
+        risk = _risk(gift)
         if not risk or not risk.signals:
             return "-"
         return format_html(
@@ -173,7 +178,7 @@ class GiftReviewAdmin(ReadOnlyAdmin):
 
     @admin.display(description="review")
     def review(self, gift) -> str:
-        risk = getattr(gift, "risk", None)
+        risk = _risk(gift)
         if not risk or not risk.review_outcome:
             return "-"
         return f"{risk.review_outcome} by {risk.reviewed_by} at {risk.reviewed_at:%Y-%m-%d %H:%M}: {risk.review_reason}"
