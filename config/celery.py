@@ -5,7 +5,7 @@ import os
 from celery import Celery
 from celery.signals import before_task_publish, task_prerun
 
-from config.request_id import request_id_var
+from core.request_id import request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from core import sqs as sqs_facts
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -56,7 +58,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "config.request_id.RequestIdMiddleware",
+    "core.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -64,7 +66,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "config.access_log.AccessLogMiddleware",
+    "core.access_log.AccessLogMiddleware",
     # Last, as django-axes asks: it turns lockouts on the admin login into responses.
     "axes.middleware.AxesMiddleware",
 ]
@@ -140,7 +142,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.exception_handler.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -160,13 +162,9 @@ SQS_VISIBILITY_TIMEOUT = env.int("SQS_VISIBILITY_TIMEOUT", default=60)
 SQS_WAIT_TIME_SECONDS = env.int("SQS_WAIT_TIME_SECONDS", default=10)
 SQS_MAX_RECEIVE_COUNT = env.int("SQS_MAX_RECEIVE_COUNT", default=5)
 
-# Celery queue names; kombu prepends SQS_QUEUE_PREFIX to form the SQS names.
-GIFT_QUEUE = "gift-delivery"
-GIFT_DLQ = "gift-delivery-dlq"
-MAINTENANCE_QUEUE = "gift-maintenance"
-
 CELERY_BROKER_URL = "sqs://"
-# Our transport resolves the predefined queues' URLs from SQS (see config/sqs_transport.py).
+# Our transport resolves the predefined queues' URLs from SQS (see config/sqs_transport.py);
+# queue names, the prefix rule and client timeouts come from core/sqs.py.
 CELERY_BROKER_TRANSPORT = "config.sqs_transport:Transport"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_REGION,
@@ -174,20 +172,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "access_key_id": AWS_ACCESS_KEY_ID,
     "secret_access_key": AWS_SECRET_ACCESS_KEY,
     "queue_name_prefix": SQS_QUEUE_PREFIX,
-    "queue_names": [GIFT_QUEUE, GIFT_DLQ, MAINTENANCE_QUEUE],
+    "queue_names": list(sqs_facts.ALL_QUEUES),
     "visibility_timeout": SQS_VISIBILITY_TIMEOUT,
     "wait_time_seconds": SQS_WAIT_TIME_SECONDS,
     "polling_interval": 0,
     "fetch_message_attributes": ["ApproximateReceiveCount", "SentTimestamp"],
-    # Short timeouts and few retries: publishing must never hang a request.
-    "client-config": {
-        "connect_timeout": 2,
-        "read_timeout": SQS_WAIT_TIME_SECONDS + 5,
-        "retries": {"max_attempts": 2, "mode": "standard"},
-    },
+    "client-config": sqs_facts.client_config(wait_time_seconds=SQS_WAIT_TIME_SECONDS),
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_DEFAULT_QUEUE = GIFT_QUEUE
+CELERY_TASK_DEFAULT_QUEUE = sqs_facts.GIFT_QUEUE
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -196,15 +189,17 @@ CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # no pidbox queues: SQS has no fano
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_TASK_ROUTES = {"gifting.sweep_*": {"queue": MAINTENANCE_QUEUE}}
+CELERY_TASK_ROUTES = {"gifting.sweep_*": {"queue": sqs_facts.MAINTENANCE_QUEUE}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Gift delivery -----------------------------------------------------------
 GIFT_MAX_RETRIES = env.int("GIFT_MAX_RETRIES", default=5)
 GIFT_RETRY_BACKOFF_BASE = env.int("GIFT_RETRY_BACKOFF_BASE", default=2)
 GIFT_RETRY_BACKOFF_MAX = env.int("GIFT_RETRY_BACKOFF_MAX", default=300)
-if not 0 < GIFT_RETRY_BACKOFF_MAX <= 900:
-    raise ImproperlyConfigured("GIFT_RETRY_BACKOFF_MAX must be 1..900 (the SQS DelaySeconds cap).")
+if not 0 < GIFT_RETRY_BACKOFF_MAX <= sqs_facts.SQS_MAX_DELAY_SECONDS:
+    raise ImproperlyConfigured(
+        f"GIFT_RETRY_BACKOFF_MAX must be 1..{sqs_facts.SQS_MAX_DELAY_SECONDS} (the SQS DelaySeconds cap)."
+    )
 GIFT_CURRENCIES = env.list("GIFT_CURRENCIES", default=["EUR", "USD", "GBP"])
 GIFT_SWEEP_INTERVAL = env.int("GIFT_SWEEP_INTERVAL", default=30)
 GIFT_REPUBLISH_AFTER = env.int("GIFT_REPUBLISH_AFTER", default=120)
@@ -233,14 +228,14 @@ TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 RATELIMIT_GIFT_USER = env.str("RATELIMIT_GIFT_USER", default="30/m")
 RATELIMIT_GIFT_IP = env.str("RATELIMIT_GIFT_IP", default="120/m")
 RATELIMIT_TOKEN_IP = env.str("RATELIMIT_TOKEN_IP", default="20/m")
-RATELIMIT_IP_META_KEY = "config.client_ip.client_ip"
+RATELIMIT_IP_META_KEY = "core.client_ip.client_ip"
 RATELIMIT_USE_CACHE = "default"
 
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_MINUTES = env.int("AXES_COOLOFF_MINUTES", default=15)
 AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_CLIENT_IP_CALLABLE = "config.client_ip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "core.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 
@@ -280,7 +275,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "config.request_id.RequestIdLogFilter"}},
+    "filters": {"request_id": {"()": "core.request_id.RequestIdLogFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },

@@ -11,6 +11,8 @@ from functools import cached_property
 
 from kombu.transport import SQS
 
+from core.sqs import sqs_name
+
 
 class Channel(SQS.Channel):
     @cached_property
@@ -28,9 +30,8 @@ class Channel(SQS.Channel):
         )
         queues = {}
         for name in options["queue_names"]:
-            sqs_name = options["queue_name_prefix"] + name
-            url = client.get_queue_url(QueueName=sqs_name)["QueueUrl"]
-            queues[sqs_name] = {"url": url, **credentials}
+            url = client.get_queue_url(QueueName=sqs_name(name))["QueueUrl"]
+            queues[sqs_name(name)] = {"url": url, **credentials}
         return queues
 
     @cached_property

@@ -1,13 +1,19 @@
 from django.contrib import admin
 from django.urls import path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.health import healthz, readyz
-from fraud.views import verify_recipient
+from core.health import healthz, readyz
 from gifting.api import GiftDetailApi, GiftListCreateApi, TokenObtainApi
 from gifting.metrics import metrics_view
+from gifting.views import verify_recipient
 
 urlpatterns = [
+    # The review queue moved from the fraud app to gifting; old bookmarks still land on it.
+    path(
+        "admin/fraud/giftreview/",
+        RedirectView.as_view(pattern_name="admin:gifting_giftreview_changelist", query_string=True),
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/auth/token/", TokenObtainApi.as_view(), name="api-token"),
     path("api/v1/gifts/", GiftListCreateApi.as_view(), name="gift-list"),

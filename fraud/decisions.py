@@ -1,13 +1,37 @@
-"""From signals and amount to a decision: allow, hold (delay or approval tier) or reject."""
+"""From signals and amount to a decision: allow, hold (delay or approval tier) or reject.
+
+Also the vocabulary of decisions, the rules' and the reviewers', which the
+models store and other apps read.
+"""
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import models
 
-from fraud.models import Decision, HoldTier
 from fraud.rules import Signal
+
+REVIEW_REASON_MAX_LENGTH = 500
+
+
+class Decision(models.TextChoices):
+    ALLOW = "allow", "Allow"
+    HOLD = "hold", "Hold"
+    REJECT = "reject", "Reject"
+
+
+class HoldTier(models.TextChoices):
+    NONE = "", "None"
+    DELAY = "delay", "Delayed: released automatically unless blocked"
+    APPROVAL = "approval", "Needs approval"
+
+
+class ReviewOutcome(models.TextChoices):
+    NONE = "", "Not reviewed"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
 
 
 @dataclass(frozen=True)

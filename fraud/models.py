@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from gifting.models import Gift
+from fraud.decisions import REVIEW_REASON_MAX_LENGTH, Decision, HoldTier, ReviewOutcome
 
 
 class SenderLimits(models.Model):
@@ -39,24 +39,6 @@ class SenderLimits(models.Model):
         return f"Limits of user {self.user_id}"
 
 
-class Decision(models.TextChoices):
-    ALLOW = "allow", "Allow"
-    HOLD = "hold", "Hold"
-    REJECT = "reject", "Reject"
-
-
-class HoldTier(models.TextChoices):
-    NONE = "", "None"
-    DELAY = "delay", "Delayed: released automatically unless blocked"
-    APPROVAL = "approval", "Needs approval"
-
-
-class ReviewOutcome(models.TextChoices):
-    NONE = "", "Not reviewed"
-    APPROVED = "approved", "Approved"
-    REJECTED = "rejected", "Rejected"
-
-
 class RiskAssessment(models.Model):
     """What the rules said about a gift when it was created, and what a reviewer decided."""
 
@@ -73,11 +55,10 @@ class RiskAssessment(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
-    review_reason = models.CharField(max_length=500, blank=True, default="")
+    review_reason = models.CharField(max_length=REVIEW_REASON_MAX_LENGTH, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        permissions = [("review_gift", "Can approve or reject held gifts")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(decision=Decision.HOLD) | Q(hold_tier=HoldTier.NONE), name="risk_tier_only_when_held"
@@ -113,12 +94,3 @@ class RecipientVerification(models.Model):
 
     def __str__(self) -> str:
         return f"Recipient verification of gift {self.gift_id}"
-
-
-class GiftReview(Gift):
-    """The admin's review queue: gifts seen through the reviewers' eyes."""
-
-    class Meta:
-        proxy = True
-        verbose_name = "held gift"
-        verbose_name_plural = "review queue"

@@ -1,7 +1,7 @@
 """Risk rules: each a small function from the facts about a gift to a signal (or None).
 
 Rules are pure, so each is tested on its own; the facts are gathered by
-fraud.selectors and the verdict is reached by fraud.decisions. A signal's
+the app that owns the gifts (see fraud.history) and the verdict is reached by fraud.decisions. A signal's
 reason is for reviewers; senders never see which rule fired.
 """
 
@@ -9,8 +9,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from enum import StrEnum
 
 from django.conf import settings
+
+
+class RuleName(StrEnum):
+    """Each rule's name, as signals, the review queue's filter and the README call it."""
+
+    VELOCITY = "velocity"
+    FAN_IN = "fan_in"
+    NEW_ACCOUNT = "new_account"
+    HIGH_VALUE = "high_value"
+
 
 # How much each signal adds to a gift's risk score. FRAUD_REVIEW_SCORE and
 # FRAUD_REJECT_SCORE turn the sum into a decision: alone, velocity or fan-in is
@@ -28,7 +39,7 @@ class Signal:
     reason: str
 
     def as_dict(self) -> dict:
-        return {"rule": self.rule, "score": self.score, "reason": self.reason}
+        return {"rule": str(self.rule), "score": self.score, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,7 @@ def velocity(facts: GiftFacts) -> Signal | None:
     if not (count_burst or value_burst):
         return None
     return Signal(
-        "velocity",
+        RuleName.VELOCITY,
         VELOCITY_SCORE,
         f"{facts.last_hour_count} gifts worth {facts.last_hour_value} in the last hour, against an hourly "
         f"average of {facts.baseline_hourly_count:.2f} gifts worth {facts.baseline_hourly_value:.2f}.",
@@ -66,21 +77,23 @@ def fan_in(facts: GiftFacts) -> Signal | None:
     if facts.recipient_senders < settings.FRAUD_FANIN_SENDERS:
         return None
     hours = settings.FRAUD_FANIN_WINDOW / 3600
-    return Signal("fan_in", FAN_IN_SCORE, f"{facts.recipient_senders} senders to this recipient within {hours:g} h.")
+    return Signal(
+        RuleName.FAN_IN, FAN_IN_SCORE, f"{facts.recipient_senders} senders to this recipient within {hours:g} h."
+    )
 
 
 def new_account(facts: GiftFacts) -> Signal | None:
     """Accounts younger than FRAUD_NEW_ACCOUNT_DAYS have no history to vouch for them."""
     if facts.account_age >= timedelta(days=settings.FRAUD_NEW_ACCOUNT_DAYS):
         return None
-    return Signal("new_account", NEW_ACCOUNT_SCORE, f"Account is {facts.account_age.days} days old.")
+    return Signal(RuleName.NEW_ACCOUNT, NEW_ACCOUNT_SCORE, f"Account is {facts.account_age.days} days old.")
 
 
 def high_value(facts: GiftFacts) -> Signal | None:
     """At or above FRAUD_DELAY_THRESHOLD a gift is worth a second look."""
     if facts.amount < settings.FRAUD_DELAY_THRESHOLD:
         return None
-    return Signal("high_value", HIGH_VALUE_SCORE, f"Amount {facts.amount} is at or above the review threshold.")
+    return Signal(RuleName.HIGH_VALUE, HIGH_VALUE_SCORE, f"Amount {facts.amount} is at or above the review threshold.")
 
 
 RULES: tuple[Callable[[GiftFacts], Signal | None], ...] = (velocity, fan_in, new_account, high_value)

@@ -1,44 +1,44 @@
-"""Assessing a gift before it is stored: hard limits (refused with 422) and risk rules."""
+"""fraud's entry points: assess a gift before it is stored, and keep its assessment and review.
 
-from datetime import datetime, timedelta
+Hard limits raise LimitExceeded (the API answers 422 and nothing is stored);
+otherwise the rules and the decision table give a Verdict. The caller gathers
+the SenderHistory under its own per-sender lock, so concurrent requests
+cannot all slip under a quota.
+"""
+
+import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from rest_framework import status
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError, ErrorCode
 from fraud import rules, selectors
-from fraud.decisions import Verdict, decide
-from fraud.models import RiskAssessment, SenderLimits
+from fraud.decisions import ReviewOutcome, Verdict, decide
+from fraud.history import SenderHistory, Windows
+from fraud.models import RiskAssessment
 
 
 class LimitExceeded(ApplicationError):
     """A hard limit: the gift is refused and nothing is stored."""
 
-    def __init__(self, *, code: str, detail: str) -> None:
-        super().__init__(code=code, detail=detail, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+
+class ReviewRefused(Exception):
+    """A review fraud's records cannot take; the message says why, for the reviewer."""
 
 
-def _lock_sender(sender: AbstractBaseUser) -> SenderLimits:
-    """Lock the sender's limits row (creating it once), so one sender's gifts are assessed one at a time."""
-    SenderLimits.objects.get_or_create(user=sender)
-    return SenderLimits.objects.select_for_update().get(user=sender)
-
-
-def _check_hard_limits(*, sender: AbstractBaseUser, limits: SenderLimits, amount: Decimal, now: datetime) -> None:
-    effective = selectors.effective_limits(limits=limits)
+def _check_hard_limits(*, sender_id: int, amount: Decimal, history: SenderHistory) -> None:
+    effective = selectors.effective_limits(user_id=sender_id)
     if amount < settings.FRAUD_MIN_AMOUNT or amount > effective.max_amount:
         raise LimitExceeded(
-            code="amount_limit",
+            code=ErrorCode.AMOUNT_LIMIT,
             detail=f"A gift must be between {settings.FRAUD_MIN_AMOUNT} and {effective.max_amount}.",
         )
-    for code, period, days, count_limit, value_limit in (
-        ("daily_quota", "daily", 1, effective.daily_count, effective.daily_value),
-        ("weekly_quota", "weekly", 7, effective.weekly_count, effective.weekly_value),
+    for code, period, sent, count_limit, value_limit in (
+        (ErrorCode.DAILY_QUOTA, "daily", history.last_day, effective.daily_count, effective.daily_value),
+        (ErrorCode.WEEKLY_QUOTA, "weekly", history.last_week, effective.weekly_count, effective.weekly_value),
     ):
-        sent = selectors.sender_totals_since(sender=sender, since=now - timedelta(days=days))
         if sent.count + 1 > count_limit or sent.value + amount > value_limit:
             raise LimitExceeded(
                 code=code,
@@ -47,45 +47,27 @@ def _check_hard_limits(*, sender: AbstractBaseUser, limits: SenderLimits, amount
 
 
 def gift_assess(
-    *, sender: AbstractBaseUser, amount: Decimal, recipient_email: str, recipient_wallet: str, now: datetime
+    *, sender_id: int, amount: Decimal, recipient_is_email: bool, history: SenderHistory, windows: Windows
 ) -> Verdict:
-    """Refuse a gift over a hard limit (LimitExceeded), else decide allow / hold / reject.
-
-    Must run inside the transaction that stores the gift: the sender's row
-    lock is held until it commits, so concurrent requests cannot all slip
-    under a quota.
-    """
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("gift_assess must run inside the gift's transaction")
-    limits = _lock_sender(sender)
-    _check_hard_limits(sender=sender, limits=limits, amount=amount, now=now)
-    hour = selectors.sender_totals_since(sender=sender, since=now - timedelta(hours=1))
-    baseline = selectors.sender_baseline_hourly(sender=sender, now=now)
+    """Refuse a gift over a hard limit (LimitExceeded), else decide allow / hold / reject."""
+    _check_hard_limits(sender_id=sender_id, amount=amount, history=history)
+    hours = Decimal(windows.baseline_hours)
     facts = rules.GiftFacts(
         amount=amount,
-        account_age=now - sender.date_joined,
-        last_hour_count=hour.count + 1,
-        last_hour_value=hour.value + amount,
-        baseline_hourly_count=baseline.count,
-        baseline_hourly_value=baseline.value,
-        recipient_senders=_recipient_senders_with(
-            sender=sender, email=recipient_email, wallet=recipient_wallet, now=now
-        ),
+        account_age=history.account_age,
+        last_hour_count=history.last_hour.count + 1,
+        last_hour_value=history.last_hour.value + amount,
+        baseline_hourly_count=history.baseline.count / hours,
+        baseline_hourly_value=history.baseline.value / hours,
+        recipient_senders=history.recipient_other_senders + 1,
     )
-    return decide(amount=amount, signals=rules.evaluate(facts), recipient_is_email=bool(recipient_email), now=now)
+    return decide(amount=amount, signals=rules.evaluate(facts), recipient_is_email=recipient_is_email, now=windows.now)
 
 
-def _recipient_senders_with(*, sender: AbstractBaseUser, email: str, wallet: str, now: datetime) -> int:
-    """Distinct senders to the recipient in the fan-in window, counting this sender."""
-    since = now - timedelta(seconds=settings.FRAUD_FANIN_WINDOW)
-    others = selectors.recipient_distinct_senders(email=email, wallet=wallet, since=since, exclude_sender=sender)
-    return others + 1
-
-
-def risk_assessment_record(*, gift, verdict: Verdict) -> RiskAssessment:
+def risk_assessment_record(*, gift_id: uuid.UUID, verdict: Verdict) -> RiskAssessment:
     """Store the verdict with every signal beside the gift."""
     assessment = RiskAssessment(
-        gift=gift,
+        gift_id=gift_id,
         decision=verdict.decision,
         score=verdict.score,
         signals=[signal.as_dict() for signal in verdict.signals],
@@ -96,3 +78,26 @@ def risk_assessment_record(*, gift, verdict: Verdict) -> RiskAssessment:
     assessment.full_clean(exclude=["gift"])
     assessment.save()
     return assessment
+
+
+def risk_record_review(
+    *, gift_id: uuid.UUID, outcome: str, reviewer: AbstractBaseUser, reason: str, now: datetime
+) -> None:
+    """Record a reviewer's decision on the gift's assessment; call with the gift row locked.
+
+    An approval is refused (ReviewRefused) once the gift has been reviewed; a
+    rejection may follow an approval (e.g. while the recipient has not confirmed).
+    """
+    risk = RiskAssessment.objects.select_for_update().get(gift_id=gift_id)
+    if outcome == ReviewOutcome.APPROVED and risk.review_outcome:
+        raise ReviewRefused("This gift has already been reviewed.")
+    risk.review_outcome = outcome
+    risk.reviewed_by = reviewer
+    risk.reviewed_at = now
+    risk.review_reason = reason
+    risk.save(update_fields=["review_outcome", "reviewed_by", "reviewed_at", "review_reason"])
+
+
+def risk_mark_released(*, gift_id: uuid.UUID, now: datetime) -> None:
+    """Note when the gift's hold ended and delivery began (the first time only)."""
+    RiskAssessment.objects.filter(gift_id=gift_id, released_at__isnull=True).update(released_at=now)

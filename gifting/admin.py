@@ -1,20 +1,8 @@
 from django.contrib import admin
 
-from gifting.masking import mask_recipient
+from core.admin import ReadOnlyAdmin
+from gifting import review_admin  # noqa: F401 - registers the review queue
 from gifting.models import Gift, GiftEvent
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Staff look, services write: no adding, changing or deleting through the admin."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class GiftEventInline(admin.TabularInline):
@@ -39,7 +27,7 @@ class GiftAdmin(ReadOnlyAdmin):
 
     @admin.display(description="recipient")
     def masked_recipient(self, gift: Gift) -> str:
-        return mask_recipient(email=gift.recipient_email, wallet=gift.recipient_wallet)
+        return gift.masked_recipient
 
 
 @admin.register(GiftEvent)

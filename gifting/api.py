@@ -14,8 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.access_log import add_log_fields
-from config.ratelimit import enforce_rate_limit, raise_if_locked_out
+from core.access_log import add_log_fields
+from core.ratelimit import enforce_rate_limit, raise_if_locked_out
 from gifting import idempotency
 from gifting.selectors import gift_get_for_user, gift_list_for_user
 from gifting.serializers import (
@@ -24,7 +24,7 @@ from gifting.serializers import (
     GiftDetailOutputSerializer,
     GiftOutputSerializer,
 )
-from gifting.services import gift_create
+from gifting.services.intake import gift_create
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 

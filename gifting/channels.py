@@ -9,9 +9,9 @@ import socket
 from email.utils import parseaddr
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
-from django.template.loader import render_to_string
+from django.urls import reverse
 
+from core.emails import send_templated_email
 from gifting.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from gifting.models import Gift
 from gifting.wallets import wallet_provider
@@ -41,21 +41,10 @@ def classify_smtp_error(exc: Exception) -> DeliveryError:
     raise TypeError(f"not an SMTP error: {exc!r}")
 
 
-def send_templated_email(
-    *, to: str, subject: str, template: str, context: dict, headers: dict[str, str] | None = None
-) -> None:
-    """Send `template`.txt with `template`.html beside it; raises a DeliveryError on failure."""
-    email = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string(f"{template}.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[to],
-        headers=headers,
-        connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
-    )
-    email.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
+def _send(*, to: str, subject: str, template: str, context: dict, headers: dict[str, str] | None = None) -> None:
+    """Send a templated email; raises a DeliveryError (transient or permanent) on failure."""
     try:
-        email.send(fail_silently=False)
+        send_templated_email(to=to, subject=subject, template=template, context=context, headers=headers)
     except (smtplib.SMTPException, OSError) as exc:
         raise classify_smtp_error(exc) from exc
 
@@ -67,12 +56,27 @@ def sender_name(gift: Gift) -> str:
 
 def send_voucher_email(*, gift: Gift, voucher: Voucher) -> None:
     """Send the one delivery email of a gift; raises a DeliveryError on failure."""
-    send_templated_email(
+    _send(
         to=gift.recipient_email,
         subject=f"You received a {gift.amount} {gift.currency} voucher",
         template="gifting/voucher_email",
         context={"gift": gift, "voucher": voucher, "sender_name": sender_name(gift)},
         headers={"Message-ID": message_id_for(gift)},
+    )
+
+
+def send_verification_email(*, gift: Gift, token: str) -> None:
+    """Ask the recipient to confirm their address before a high-value voucher goes out."""
+    _send(
+        to=gift.recipient_email,
+        subject="Please confirm your email address to receive a gift",
+        template="gifting/verification_email",
+        context={
+            "gift": gift,
+            "sender_name": sender_name(gift),
+            "link": settings.SITE_URL.rstrip("/") + reverse("verify-recipient", args=[token]),
+            "valid_hours": settings.FRAUD_VERIFICATION_TTL // 3600,
+        },
     )
 
 

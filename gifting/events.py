@@ -2,7 +2,7 @@
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from config.request_id import current_request_id
+from core.request_id import current_request_id
 from gifting.models import Gift, GiftEvent, GiftEventType
 
 # Event types and detail keys the sender may see in the API timeline; everything

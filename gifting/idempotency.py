@@ -18,9 +18,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from rest_framework import status
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError, ErrorCode
 from gifting.models import Gift, IdempotencyKey
 
 # An in-flight claim older than this belongs to a request that died; its work
@@ -55,9 +54,7 @@ def fingerprint(body: Any) -> str:
 
 def _key_in_use() -> ApplicationError:
     return ApplicationError(
-        code="idempotency_key_in_use",
-        detail="A request with this Idempotency-Key is still being processed.",
-        status_code=status.HTTP_409_CONFLICT,
+        code=ErrorCode.IDEMPOTENCY_KEY_IN_USE, detail="A request with this Idempotency-Key is still being processed."
     )
 
 
@@ -97,9 +94,7 @@ def run_idempotently(
     record, claimed = _claim(user=user, key=key, request_fingerprint=request_fingerprint)
     if record.request_fingerprint != request_fingerprint:
         raise ApplicationError(
-            code="idempotency_key_reused",
-            detail="This Idempotency-Key was used with a different request body.",
-            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            code=ErrorCode.IDEMPOTENCY_KEY_REUSED, detail="This Idempotency-Key was used with a different request body."
         )
     if not claimed and not record.in_flight:
         return IdempotentResponse(status=record.response_status, body=record.response_body, replayed=True)

@@ -6,14 +6,13 @@ the same numbers whichever web process answers, and covers the workers too.
 
 import logging
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from core.sqs import ALL_QUEUES, queue_depth, sqs_client, sqs_name
 from gifting.selectors import gift_counts_by_status, oldest_queued_gift_age_seconds
-from gifting.sqs import queue_depth, sqs_client, sqs_name
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class GiftCollector:
         up = GaugeMetricFamily("sqs_up", "1 when SQS answered this scrape.")
         try:
             client = sqs_client()
-            for queue in (settings.GIFT_QUEUE, settings.GIFT_DLQ, settings.MAINTENANCE_QUEUE):
+            for queue in ALL_QUEUES:
                 for state, count in queue_depth(client, queue).items():
                     depth.add_metric([sqs_name(queue), state], count)
             up.add_metric([], 1)

@@ -1,10 +1,12 @@
-"""Gifts, their append-only audit trail, and remembered Idempotency-Keys."""
+"""Gifts, their append-only audit trail, remembered Idempotency-Keys, and the review queue's view of gifts."""
 
 import uuid
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from core.masking import mask_recipient
 
 
 class GiftStatus(models.TextChoices):
@@ -13,6 +15,40 @@ class GiftStatus(models.TextChoices):
     DELIVERED = "delivered", "Delivered"
     REJECTED = "rejected", "Rejected"
     FAILED = "failed", "Failed"  # permanent failure or retries exhausted; dead-lettered
+
+
+class HoldReason(models.TextChoices):
+    """Why a `held` gift waits: internal detail of the API's one `held` status."""
+
+    NONE = "", "Not held"
+    DELAY = "delay", "Hold period: released automatically unless blocked"
+    APPROVAL = "approval", "Waiting for a reviewer's approval"
+    RECIPIENT = "recipient", "Waiting for the recipient to confirm their address"
+
+
+class GiftState(models.TextChoices):
+    """The gift's internal state: its status, with `held` told apart by why. See gifting.transitions."""
+
+    QUEUED = "queued"
+    HELD_FOR_PERIOD = "held:delay"
+    HELD_FOR_APPROVAL = "held:approval"
+    HELD_FOR_RECIPIENT = "held:recipient"
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+# Each state as the two columns that store it.
+STATUS_AND_HOLD = {
+    GiftState.QUEUED: (GiftStatus.QUEUED, HoldReason.NONE),
+    GiftState.HELD_FOR_PERIOD: (GiftStatus.HELD, HoldReason.DELAY),
+    GiftState.HELD_FOR_APPROVAL: (GiftStatus.HELD, HoldReason.APPROVAL),
+    GiftState.HELD_FOR_RECIPIENT: (GiftStatus.HELD, HoldReason.RECIPIENT),
+    GiftState.DELIVERED: (GiftStatus.DELIVERED, HoldReason.NONE),
+    GiftState.REJECTED: (GiftStatus.REJECTED, HoldReason.NONE),
+    GiftState.FAILED: (GiftStatus.FAILED, HoldReason.NONE),
+}
+_STATE_OF = {columns: state for state, columns in STATUS_AND_HOLD.items()}
 
 
 class Gift(models.Model):
@@ -24,6 +60,8 @@ class Gift(models.Model):
     currency = models.CharField(max_length=3)
     message = models.CharField(max_length=500, blank=True, default="")
     status = models.CharField(max_length=16, choices=GiftStatus.choices, default=GiftStatus.QUEUED)
+    hold = models.CharField(max_length=16, choices=HoldReason.choices, blank=True, default=HoldReason.NONE)
+    hold_until = models.DateTimeField(null=True, blank=True, help_text="When a hold period ends by itself.")
     attempts = models.PositiveIntegerField(default=0, help_text="Delivery attempts made: 1 + retries.")
     last_error = models.CharField(max_length=200, blank=True, default="", help_text="Coarse, user-safe reason.")
     # Outbox bookkeeping: when a message was last sent to SQS, and when that
@@ -49,6 +87,16 @@ class Gift(models.Model):
                 condition=~Q(status=GiftStatus.DELIVERED) | Q(delivered_at__isnull=False),
                 name="gift_delivered_has_time",
             ),
+            models.CheckConstraint(
+                condition=Q(
+                    status=GiftStatus.HELD, hold__in=[HoldReason.DELAY, HoldReason.APPROVAL, HoldReason.RECIPIENT]
+                )
+                | (~Q(status=GiftStatus.HELD) & Q(hold=HoldReason.NONE)),
+                name="gift_held_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=~Q(hold=HoldReason.DELAY) | Q(hold_until__isnull=False), name="gift_hold_period_has_end"
+            ),
         ]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="gift_status_due_idx")]
 
@@ -56,8 +104,13 @@ class Gift(models.Model):
         return f"Gift {self.id} ({self.amount} {self.currency}, {self.status})"
 
     @property
-    def recipient(self) -> str:
-        return self.recipient_email or self.recipient_wallet
+    def state(self) -> GiftState:
+        return _STATE_OF[(self.status, self.hold)]
+
+    @property
+    def masked_recipient(self) -> str:
+        """The recipient as responses, logs and the admin list show it: `r***@example.com`, `0x12…abcd`."""
+        return mask_recipient(email=self.recipient_email, wallet=self.recipient_wallet)
 
 
 class GiftEventType(models.TextChoices):
@@ -132,3 +185,13 @@ class IdempotencyKey(models.Model):
     @property
     def in_flight(self) -> bool:
         return self.response_status is None
+
+
+class GiftReview(Gift):
+    """The admin's review queue: gifts seen through the reviewers' eyes."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "held gift"
+        verbose_name_plural = "review queue"
+        permissions = [("review_gift", "Can approve or reject held gifts")]

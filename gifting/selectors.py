@@ -1,13 +1,18 @@
-"""Reads of gifts, always scoped to the user asking."""
+"""Reads of gifts: the sender's own, the history fraud's policy asks for, and counts for operators."""
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, Min, Q, QuerySet, Sum
 
+from fraud.history import SenderHistory, Totals, Windows
 from gifting.events import PUBLIC_DETAIL_KEYS, PUBLIC_EVENT_TYPES
 from gifting.models import Gift, GiftStatus
+
+# Gifts that count against quotas and history: everything not refused or failed.
+LIVE_STATUSES = (GiftStatus.QUEUED, GiftStatus.HELD, GiftStatus.DELIVERED)
 
 
 def gift_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Gift]:
@@ -44,3 +49,54 @@ def oldest_queued_gift_age_seconds(*, now: datetime) -> float:
     """Seconds since the oldest still-queued gift was accepted; 0 when none waits."""
     oldest = Gift.objects.filter(status=GiftStatus.QUEUED).aggregate(oldest=Min("created_at"))["oldest"]
     return (now - oldest).total_seconds() if oldest else 0.0
+
+
+def _to_recipient(*, email: str, wallet: str) -> Q:
+    """Gifts to this recipient: emails compared case-insensitively, wallets as stored (checksummed)."""
+    return Q(recipient_email__iexact=email) if email else Q(recipient_wallet=wallet)
+
+
+def _sender_totals(sender: AbstractBaseUser, *, since: datetime, until: datetime | None = None) -> Totals:
+    """Count and nominal value of the sender's live gifts in [since, until) (currencies summed as numbers)."""
+    gifts = Gift.objects.filter(sender=sender, status__in=LIVE_STATUSES, created_at__gte=since)
+    if until is not None:
+        gifts = gifts.filter(created_at__lt=until)
+    row = gifts.aggregate(count=Count("id"), value=Sum("amount"))
+    return Totals(count=row["count"], value=row["value"] or Decimal("0"))
+
+
+def sender_history_for_assessment(
+    *, sender: AbstractBaseUser, recipient_email: str, recipient_wallet: str, windows: Windows
+) -> SenderHistory:
+    """What fraud's policy asks about the sender and the recipient, for its windows. Run under sender_lock."""
+    others = (
+        Gift.objects.filter(
+            _to_recipient(email=recipient_email, wallet=recipient_wallet), created_at__gte=windows.fan_in_since
+        )
+        .exclude(sender=sender)
+        .values("sender")
+        .distinct()
+        .count()
+    )
+    return SenderHistory(
+        account_age=windows.now - sender.date_joined,
+        last_hour=_sender_totals(sender, since=windows.last_hour_since),
+        last_day=_sender_totals(sender, since=windows.last_day_since),
+        last_week=_sender_totals(sender, since=windows.last_week_since),
+        baseline=_sender_totals(sender, since=windows.baseline_since, until=windows.baseline_until),
+        recipient_other_senders=others,
+    )
+
+
+def sender_history(*, sender_id: int) -> dict[str, int]:
+    """Counts of a sender's gifts by status, for reviewers."""
+    rows = Gift.objects.filter(sender_id=sender_id).values("status").annotate(total=Count("id"))
+    return {row["status"]: row["total"] for row in rows}
+
+
+def recipient_history(*, email: str, wallet: str) -> dict[str, int]:
+    """How many gifts and distinct senders a recipient has had, for reviewers."""
+    row = Gift.objects.filter(_to_recipient(email=email, wallet=wallet)).aggregate(
+        gifts=Count("id"), senders=Count("sender", distinct=True)
+    )
+    return {"gifts": row["gifts"], "senders": row["senders"]}

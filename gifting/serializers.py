@@ -6,7 +6,6 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from gifting.masking import mask_recipient
 from gifting.models import GiftStatus
 from gifting.selectors import gift_public_timeline
 from gifting.wallets import normalize_wallet
@@ -70,7 +69,7 @@ class GiftOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
     def get_recipient(self, gift) -> str:
-        return mask_recipient(email=gift.recipient_email, wallet=gift.recipient_wallet)
+        return gift.masked_recipient
 
 
 class GiftDetailOutputSerializer(GiftOutputSerializer):

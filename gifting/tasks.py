@@ -1,35 +1,26 @@
 """Delivery tasks: load, call a service, classify errors. No business logic here."""
 
 import logging
-import uuid
 
 from celery import Task, shared_task
 from celery.exceptions import Retry
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from gifting import services
+from core.sqs import SQS_MAX_DELAY_SECONDS
 from gifting.errors import DeliveryError, TransientDeliveryError
 from gifting.idempotency import idempotency_keys_purge_expired
 from gifting.models import Gift
-from gifting.review import gifts_release_ended_holds
+from gifting.publishing import DELIVER_TASK, gift_id_from_args
+from gifting.services import delivery, holds, outbox
 
 logger = logging.getLogger(__name__)
 
-SQS_MAX_DELAY_SECONDS = 900
 FAILURE_REASONS = {
     "exhausted": "Delivery kept failing; we stopped retrying.",
     "permanent": "The voucher could not be delivered.",
     "crashed": "Delivery failed unexpectedly.",
 }
-
-
-def _gift_id_from(args: tuple | list | None) -> uuid.UUID | None:
-    """The gift id a message names, or None for a malformed message."""
-    try:
-        return uuid.UUID(str(args[0]))
-    except (TypeError, IndexError, ValueError):
-        return None
 
 
 class DeliverGiftTask(Task):
@@ -65,14 +56,14 @@ class DeliverGiftTask(Task):
             )
         except Retry:
             # Reached only once the retry message is on SQS.
-            gift_id = _gift_id_from(self.request.args)
+            gift_id = gift_id_from_args(self.request.args)
             reason = exc.reason if isinstance(exc, DeliveryError) else "Temporary failure."
-            services.gift_record_retry(gift_id=gift_id, reason=reason, delay_seconds=delay_seconds)
+            outbox.gift_record_retry(gift_id=gift_id, reason=reason, delay_seconds=delay_seconds)
             raise
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         """Retries exhausted, a permanent error or a crash: mark the gift failed and dead-letter it."""
-        gift_id = _gift_id_from(args)
+        gift_id = gift_id_from_args(args)
         if gift_id is None:
             return
         if isinstance(exc, TransientDeliveryError):
@@ -81,18 +72,18 @@ class DeliverGiftTask(Task):
             reason, cause = FAILURE_REASONS["permanent"], "permanent_error"
         else:
             reason, cause = FAILURE_REASONS["crashed"], type(exc).__name__
-        if services.gift_fail(gift_id=gift_id, reason=reason, cause=cause):
-            services.gift_dead_letter(gift_id=gift_id)
+        if delivery.gift_fail(gift_id=gift_id, reason=reason, cause=cause):
+            outbox.gift_dead_letter(gift_id=gift_id)
 
 
-@shared_task(bind=True, base=DeliverGiftTask, name="gifting.deliver_gift")
+@shared_task(bind=True, base=DeliverGiftTask, name=DELIVER_TASK)
 def deliver_gift(self: DeliverGiftTask, gift_id: str) -> None:
-    parsed_id = _gift_id_from([gift_id])
+    parsed_id = gift_id_from_args([gift_id])
     if parsed_id is None:
         logger.error("dropping delivery message with a malformed gift id task=%s", self.request.id)
         return
     try:
-        services.gift_deliver(gift_id=parsed_id)
+        delivery.gift_deliver(gift_id=parsed_id)
     except Gift.DoesNotExist:
         logger.error("dropping delivery message for an unknown gift gift=%s", parsed_id)
     except (OperationalError, InterfaceError) as exc:
@@ -102,12 +93,12 @@ def deliver_gift(self: DeliverGiftTask, gift_id: str) -> None:
 
 @shared_task(name="gifting.sweep_stale_gifts")
 def sweep_stale_gifts() -> int:
-    return services.gifts_republish_stale()
+    return outbox.gifts_republish_stale()
 
 
 @shared_task(name="gifting.sweep_ended_holds")
 def sweep_ended_holds() -> int:
-    return gifts_release_ended_holds()
+    return holds.gifts_release_ended_holds()
 
 
 @shared_task(name="gifting.sweep_idempotency_keys")

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 
+from core.masking import mask_wallet
 from gifting.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from gifting.masking import mask_wallet
 from gifting.models import Gift
 from vouchers.models import Voucher
 

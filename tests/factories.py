@@ -4,11 +4,13 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from gifting.models import Gift
+from gifting.models import Gift, GiftStatus, HoldReason
 
 
 def gift_row(sender, **fields) -> Gift:
-    """A queued email gift of 10.00 EUR, unless `fields` say otherwise."""
+    """A queued email gift of 10.00 EUR, unless `fields` say otherwise (a held one waits for approval)."""
+    if fields.get("status") == GiftStatus.HELD:
+        fields.setdefault("hold", HoldReason.APPROVAL)
     defaults = {
         "recipient_email": "recipient@example.com",
         "amount": Decimal("10.00"),

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from core import sqs as sqs_facts
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,16 +29,16 @@ def test_procfile_runs_web_worker_and_beat():
 def test_worker_consumes_every_queue_but_the_dlq():
     worker = procfile()["worker"]
     queues = worker[worker.index("--queues") + 1].split(",")
-    assert sorted(queues) == sorted([settings.GIFT_QUEUE, settings.MAINTENANCE_QUEUE])
-    assert settings.GIFT_DLQ not in queues
-    assert set(settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_names"]) == {*queues, settings.GIFT_DLQ}
+    assert sorted(queues) == sorted([sqs_facts.GIFT_QUEUE, sqs_facts.MAINTENANCE_QUEUE])
+    assert sqs_facts.GIFT_DLQ not in queues
+    assert set(settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_names"]) == {*queues, sqs_facts.GIFT_DLQ}
 
 
 def test_sweepers_are_scheduled_on_the_maintenance_queue():
     schedule = {entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert schedule["gifting.sweep_stale_gifts"] == settings.GIFT_SWEEP_INTERVAL
     assert "gifting.sweep_idempotency_keys" in schedule
-    assert settings.CELERY_TASK_ROUTES["gifting.sweep_*"]["queue"] == settings.MAINTENANCE_QUEUE
+    assert settings.CELERY_TASK_ROUTES["gifting.sweep_*"]["queue"] == sqs_facts.MAINTENANCE_QUEUE
 
 
 def test_tasks_are_acked_late_and_rejected_when_the_worker_is_lost():

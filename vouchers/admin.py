@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from gifting.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin
 from vouchers.models import Voucher
 
 

@@ -15,9 +15,3 @@ def generate_code() -> str:
     """A random code like `K7QM-3XTA-…`, from the OS's CSPRNG."""
     chars = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
     return "-".join(chars[i : i + GROUP_SIZE] for i in range(0, CODE_LENGTH, GROUP_SIZE))
-
-
-def normalize_code(raw: str) -> str:
-    """The canonical form of a code as a person may type it (any case, any separators)."""
-    chars = "".join(c for c in raw.upper() if c.isalnum())
-    return "-".join(chars[i : i + GROUP_SIZE] for i in range(0, len(chars), GROUP_SIZE))

@@ -5,8 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from fraud.decisions import decide
-from fraud.models import Decision, HoldTier
+from fraud.decisions import Decision, HoldTier, decide
 from fraud.rules import Signal
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)

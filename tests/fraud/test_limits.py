@@ -8,9 +8,10 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from fraud.models import HoldTier, RiskAssessment, SenderLimits
-from gifting import services
+from fraud.decisions import HoldTier
+from fraud.models import RiskAssessment, SenderLimits
 from gifting.models import Gift, GiftStatus, IdempotencyKey
+from gifting.services import outbox
 from tests.factories import gift_row
 
 GIFTS = "/api/v1/gifts/"
@@ -224,5 +225,5 @@ def test_only_an_allowed_gift_is_published_on_commit(
     assert response.json()["status"] == status
     assert len(callbacks) == published
     if published:
-        assert callbacks[0].func is services.gift_publish
+        assert callbacks[0].func is outbox.gift_publish
         assert callbacks[0].keywords == {"gift_id": uuid.UUID(response.json()["id"])}

@@ -5,8 +5,9 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from gifting import events, services
+from gifting import events
 from gifting.models import Gift, IdempotencyKey
+from gifting.services import delivery, intake
 
 GIFTS = "/api/v1/gifts/"
 TOKEN = "/api/v1/auth/token/"
@@ -155,7 +156,7 @@ def test_other_errors_have_a_code_and_a_detail(auth_client):
 def make_gift(user):
     def make(sender=user, age_minutes=0, **fields):
         fields = {"recipient_email": "recipient@example.com", "amount": "10.00", "currency": "EUR", **fields}
-        gift = services.gift_create(sender=sender, **fields)
+        gift = intake.gift_create(sender=sender, **fields)
         Gift.objects.filter(id=gift.id).update(created_at=timezone.now() - timedelta(minutes=age_minutes))
         return gift
 
@@ -219,7 +220,7 @@ def test_the_timeline_does_not_leak_internal_details(auth_client, make_gift):
     events.gift_delivery_attempted(gift, attempt=1)
     events.gift_retry_scheduled(gift, reason="Busy.", retry_at="2030-01-01T00:00:00+00:00", delay_seconds=4)
     events.gift_duplicate_ignored(gift, status="queued")
-    services.gift_fail(gift_id=gift.id, reason="Delivery kept failing.", cause="retries_exhausted")
+    delivery.gift_fail(gift_id=gift.id, reason="Delivery kept failing.", cause="retries_exhausted")
     events.gift_dead_lettered(gift, message_id="secret-dlq-id")
 
     response = auth_client.get(f"{GIFTS}{gift.id}/")

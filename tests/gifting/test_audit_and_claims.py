@@ -7,7 +7,7 @@ from django.db import DatabaseError, connection, transaction
 
 from gifting.errors import TransientDeliveryError
 from gifting.models import GiftEvent, GiftStatus
-from gifting.services import gift_deliver
+from gifting.services.delivery import gift_deliver
 from tests.factories import gift_row
 from tests.waiting import wait_until
 from vouchers.models import Voucher

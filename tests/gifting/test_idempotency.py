@@ -9,9 +9,11 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from config.errors import ApplicationError
-from gifting import idempotency, services
+from core.errors import ApplicationError, ErrorCode
+from core.exception_handler import HTTP_STATUS
+from gifting import idempotency
 from gifting.models import Gift, IdempotencyKey
+from gifting.services import delivery, intake
 
 GIFTS = "/api/v1/gifts/"
 BODY = {"recipient_email": "recipient@example.com", "amount": "25.00", "currency": "EUR", "message": "Hi"}
@@ -86,7 +88,8 @@ def test_run_idempotently_refuses_a_reused_key(user, operation):
     run(user, operation)
     with pytest.raises(ApplicationError) as raised:
         run(user, operation, body={**BODY, "amount": "30.00"})
-    assert (raised.value.status_code, raised.value.code) == (422, "idempotency_key_reused")
+    assert raised.value.code == ErrorCode.IDEMPOTENCY_KEY_REUSED
+    assert HTTP_STATUS[raised.value.code] == 422
 
 
 def test_a_failed_operation_releases_the_claim(user, operation):
@@ -101,7 +104,7 @@ def test_a_failed_operation_releases_the_claim(user, operation):
 
 def test_a_failed_operation_leaves_no_gift_behind(user):
     def create_then_crash():
-        services.gift_create(sender=user, recipient_email="r@example.com", amount="1.00", currency="EUR")
+        intake.gift_create(sender=user, recipient_email="r@example.com", amount="1.00", currency="EUR")
         raise RuntimeError("crashed after creating")
 
     with pytest.raises(RuntimeError):
@@ -134,7 +137,7 @@ def test_a_repeated_request_replays_the_first_response(auth_client):
 
 def test_a_replay_returns_the_stored_response_even_after_the_gift_changed(auth_client):
     first = post_gift(auth_client)
-    services.gift_fail(gift_id=first.json()["id"], reason="No.", cause="test")
+    delivery.gift_fail(gift_id=first.json()["id"], reason="No.", cause="test")
 
     again = post_gift(auth_client)
     assert again.json() == first.json()

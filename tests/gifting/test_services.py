@@ -9,9 +9,9 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gifting import services
 from gifting.errors import PermanentDeliveryError, TransientDeliveryError
-from gifting.models import AppendOnlyError, Gift, GiftEvent, GiftStatus
+from gifting.models import AppendOnlyError, Gift, GiftEvent, GiftStatus, HoldReason
+from gifting.services import delivery, intake, outbox
 from vouchers.models import Voucher
 
 WALLET = "0x12" + "3" * 34 + "abcd"
@@ -25,9 +25,10 @@ def event_types(gift):
 @pytest.fixture
 def make_gift(user):
     def make(status=GiftStatus.QUEUED, **fields):
-        gift = services.gift_create(sender=user, **{**VALID, **fields})
+        gift = intake.gift_create(sender=user, **{**VALID, **fields})
         if status != GiftStatus.QUEUED:
-            Gift.objects.filter(id=gift.id).update(status=status, delivered_at=timezone.now())
+            hold = HoldReason.APPROVAL if status == GiftStatus.HELD else HoldReason.NONE
+            Gift.objects.filter(id=gift.id).update(status=status, hold=hold, delivered_at=timezone.now())
         return gift
 
     return make
@@ -52,8 +53,8 @@ def publisher(monkeypatch):
             self.calls.append(gift_id)
             return f"message-{len(self.calls)}"
 
-    monkeypatch.setattr(services, "publish_delivery", FakePublisher())
-    return services.publish_delivery
+    monkeypatch.setattr(outbox, "publish_delivery", FakePublisher())
+    return outbox.publish_delivery
 
 
 def test_gift_create_stores_a_queued_gift_and_its_created_event(user, gift):
@@ -67,7 +68,7 @@ def test_gift_create_stores_a_queued_gift_and_its_created_event(user, gift):
 
 def test_gift_create_publishes_only_once_the_transaction_commits(user, publisher, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        gift = services.gift_create(sender=user, **VALID)
+        gift = intake.gift_create(sender=user, **VALID)
         assert publisher.calls == []
     assert publisher.calls == [gift.id]
     assert event_types(gift) == ["created", "queued"]
@@ -90,14 +91,14 @@ def test_gift_create_publishes_only_once_the_transaction_commits(user, publisher
 )
 def test_gift_create_refuses_an_invalid_gift_and_stores_nothing(user, fields, error_key):
     with pytest.raises(ValidationError) as raised:
-        services.gift_create(sender=user, **{**VALID, **fields})
+        intake.gift_create(sender=user, **{**VALID, **fields})
     assert error_key in raised.value.message_dict
     assert Gift.objects.count() == 0
     assert GiftEvent.objects.count() == 0
 
 
 def test_gift_deliver_issues_the_voucher_and_emails_it(outbox, gift):
-    assert services.gift_deliver(gift_id=gift.id) is True
+    assert delivery.gift_deliver(gift_id=gift.id) is True
 
     gift.refresh_from_db()
     assert (gift.status, gift.attempts, gift.last_error) == ("delivered", 1, "")
@@ -120,9 +121,9 @@ def test_gift_deliver_issues_the_voucher_and_emails_it(outbox, gift):
 
 
 def test_gift_deliver_twice_sends_no_second_email(outbox, gift):
-    services.gift_deliver(gift_id=gift.id)
+    delivery.gift_deliver(gift_id=gift.id)
 
-    assert services.gift_deliver(gift_id=gift.id) is False
+    assert delivery.gift_deliver(gift_id=gift.id) is False
     assert len(outbox) == 1
     assert Voucher.objects.filter(gift=gift).count() == 1
     assert Gift.objects.get(id=gift.id).attempts == 1
@@ -133,7 +134,7 @@ def test_gift_deliver_twice_sends_no_second_email(outbox, gift):
 @pytest.mark.parametrize("status", [GiftStatus.FAILED, GiftStatus.HELD, GiftStatus.REJECTED])
 def test_gift_deliver_leaves_a_gift_that_is_not_queued_alone(outbox, make_gift, status):
     gift = make_gift(status=status)
-    assert services.gift_deliver(gift_id=gift.id) is False
+    assert delivery.gift_deliver(gift_id=gift.id) is False
     assert outbox == []
     assert not Voucher.objects.filter(gift=gift).exists()
     assert event_types(gift) == ["created", "duplicate_ignored"]
@@ -144,14 +145,14 @@ def test_a_failed_attempt_is_recorded_and_the_retry_reuses_the_voucher(outbox, g
         raise TransientDeliveryError("Busy.")
 
     with monkeypatch.context() as patch:
-        patch.setattr(services, "deliver_voucher", busy_server)
+        patch.setattr(delivery, "deliver_voucher", busy_server)
         with pytest.raises(TransientDeliveryError):
-            services.gift_deliver(gift_id=gift.id)
+            delivery.gift_deliver(gift_id=gift.id)
     gift.refresh_from_db()
     assert (gift.status, gift.attempts, gift.last_error) == ("queued", 1, "Busy.")
     first_code = Voucher.objects.get(gift=gift).code
 
-    assert services.gift_deliver(gift_id=gift.id) is True
+    assert delivery.gift_deliver(gift_id=gift.id) is True
     gift.refresh_from_db()
     assert (gift.status, gift.attempts, gift.last_error) == ("delivered", 2, "")
     assert Voucher.objects.filter(gift=gift).count() == 1
@@ -161,7 +162,7 @@ def test_a_failed_attempt_is_recorded_and_the_retry_reuses_the_voucher(outbox, g
 def test_a_wallet_gift_fails_permanently(make_gift):
     gift = make_gift(recipient_email="", recipient_wallet=WALLET)
     with pytest.raises(PermanentDeliveryError):
-        services.gift_deliver(gift_id=gift.id)
+        delivery.gift_deliver(gift_id=gift.id)
     gift.refresh_from_db()
     assert (gift.status, gift.attempts) == ("queued", 1)
     assert gift.last_error
@@ -170,12 +171,12 @@ def test_a_wallet_gift_fails_permanently(make_gift):
 def test_an_unknown_gift_is_neither_delivered_nor_failed(db):
     unknown = "00000000-0000-4000-8000-000000000000"
     with pytest.raises(Gift.DoesNotExist):
-        services.gift_deliver(gift_id=unknown)
-    assert services.gift_fail(gift_id=unknown, reason="r", cause="c") is False
+        delivery.gift_deliver(gift_id=unknown)
+    assert delivery.gift_fail(gift_id=unknown, reason="r", cause="c") is False
 
 
 def test_gift_fail_marks_a_queued_gift_failed(gift):
-    assert services.gift_fail(gift_id=gift.id, reason="Could not deliver.", cause="permanent_error") is True
+    assert delivery.gift_fail(gift_id=gift.id, reason="Could not deliver.", cause="permanent_error") is True
     gift.refresh_from_db()
     assert (gift.status, gift.last_error) == ("failed", "Could not deliver.")
     last = GiftEvent.objects.filter(gift=gift).last()
@@ -185,7 +186,7 @@ def test_gift_fail_marks_a_queued_gift_failed(gift):
 @pytest.mark.parametrize("status", [GiftStatus.DELIVERED, GiftStatus.FAILED, GiftStatus.HELD, GiftStatus.REJECTED])
 def test_gift_fail_only_fails_a_queued_gift(make_gift, status):
     gift = make_gift(status=status)
-    assert services.gift_fail(gift_id=gift.id, reason="No.", cause="x") is False
+    assert delivery.gift_fail(gift_id=gift.id, reason="No.", cause="x") is False
     gift.refresh_from_db()
     assert (gift.status, gift.last_error) == (status, "")
     assert event_types(gift) == ["created"]
@@ -193,7 +194,7 @@ def test_gift_fail_only_fails_a_queued_gift(make_gift, status):
 
 def test_gift_record_retry_postpones_the_next_attempt(gift):
     before = timezone.now()
-    services.gift_record_retry(gift_id=gift.id, reason="Busy.", delay_seconds=30)
+    outbox.gift_record_retry(gift_id=gift.id, reason="Busy.", delay_seconds=30)
     gift.refresh_from_db()
     assert before + timedelta(seconds=30) <= gift.next_attempt_at <= timezone.now() + timedelta(seconds=30)
     assert gift.last_published_at >= before
@@ -204,7 +205,7 @@ def test_gift_record_retry_postpones_the_next_attempt(gift):
 
 def test_gift_record_retry_ignores_a_gift_that_is_not_queued(make_gift):
     gift = make_gift(status=GiftStatus.DELIVERED)
-    services.gift_record_retry(gift_id=gift.id, reason="Busy.", delay_seconds=30)
+    outbox.gift_record_retry(gift_id=gift.id, reason="Busy.", delay_seconds=30)
     assert Gift.objects.get(id=gift.id).next_attempt_at == gift.next_attempt_at
     assert event_types(gift) == ["created"]
 
@@ -217,7 +218,7 @@ def test_the_sweeper_republishes_only_overdue_queued_gifts(make_gift, publisher)
     Gift.objects.filter(id__in=[overdue.id, *(g.id for g in finished)]).update(next_attempt_at=overdue_at)
     Gift.objects.filter(id=waiting.id).update(next_attempt_at=now + timedelta(seconds=60))
 
-    assert services.gifts_republish_stale(now=now) == 1
+    assert outbox.gifts_republish_stale(now=now) == 1
 
     assert publisher.calls == [overdue.id]
     overdue.refresh_from_db()
@@ -233,7 +234,7 @@ def test_a_failed_republish_keeps_the_gift_queued_for_a_later_sweep(make_gift, p
     Gift.objects.filter(id=gift.id).update(next_attempt_at=now - timedelta(hours=1))
     publisher.fail = True
 
-    assert services.gifts_republish_stale(now=now) == 0
+    assert outbox.gifts_republish_stale(now=now) == 0
     gift.refresh_from_db()
     assert gift.status == "queued"
     assert gift.last_published_at is None
@@ -241,9 +242,9 @@ def test_a_failed_republish_keeps_the_gift_queued_for_a_later_sweep(make_gift, p
     assert (event.type, event.details) == ("publish_failed", {"error": "ConnectionError"})
 
     publisher.fail = False
-    assert services.gifts_republish_stale(now=now) == 0  # not overdue again straight away
+    assert outbox.gifts_republish_stale(now=now) == 0  # not overdue again straight away
     later = now + timedelta(seconds=settings.GIFT_REPUBLISH_AFTER + 1)
-    assert services.gifts_republish_stale(now=later) == 1
+    assert outbox.gifts_republish_stale(now=later) == 1
     assert publisher.calls == [gift.id]
 
 

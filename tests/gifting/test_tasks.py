@@ -19,7 +19,7 @@ def published_retries(monkeypatch):
         raise Retry("retry published", kwargs.get("exc"))
 
     monkeypatch.setattr(Task, "retry", fake_celery_retry)
-    monkeypatch.setattr(tasks.services, "gift_record_retry", lambda **kwargs: calls["recorded"].append(kwargs))
+    monkeypatch.setattr(tasks.outbox, "gift_record_retry", lambda **kwargs: calls["recorded"].append(kwargs))
     return calls
 
 

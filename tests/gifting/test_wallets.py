@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from gifting import services
 from gifting.channels import deliver_voucher
 from gifting.errors import PermanentDeliveryError, TransientDeliveryError
 from gifting.models import Gift, GiftEvent, GiftStatus
+from gifting.services import delivery
 from gifting.wallets import UNVERIFIED, HttpWalletProvider, normalize_wallet
 from tests.factories import gift_row
 from tests.wallet_provider import CHECKSUMMED, DIGITS_ONLY_CHECKSUMMED, SECRET, WalletProviderStub, hmac_hex
@@ -265,7 +265,7 @@ def test_reasons_and_logs_leak_neither_wallet_nor_voucher_code_nor_answer(wallet
 
 
 def test_gift_deliver_credits_a_wallet_gift_exactly_once(wallet_server, gift):
-    assert services.gift_deliver(gift_id=gift.id) is True
+    assert delivery.gift_deliver(gift_id=gift.id) is True
 
     gift.refresh_from_db()
     assert (gift.status, gift.attempts, gift.last_error) == (GiftStatus.DELIVERED, 1, "")
@@ -274,7 +274,7 @@ def test_gift_deliver_credits_a_wallet_gift_exactly_once(wallet_server, gift):
     [request] = wallet_server.requests
     assert request.json()["voucher_code"] == gift.voucher.code
 
-    assert services.gift_deliver(gift_id=gift.id) is False
+    assert delivery.gift_deliver(gift_id=gift.id) is False
     assert len(wallet_server.requests) == 1
 
 
@@ -282,7 +282,7 @@ def test_gift_deliver_leaves_a_gift_queued_on_an_unsigned_confirmation(wallet_se
     wallet_server.signature = "missing"
 
     with pytest.raises(TransientDeliveryError):
-        services.gift_deliver(gift_id=gift.id)
+        delivery.gift_deliver(gift_id=gift.id)
 
     gift.refresh_from_db()
     assert (gift.status, gift.last_error, gift.delivered_at) == (GiftStatus.QUEUED, UNVERIFIED, None)

@@ -26,7 +26,8 @@ from django.conf import settings
 from django.db import connection
 from moto.server import ThreadedMotoServer
 
-from gifting.sqs import setup_queues, sqs_client
+from core import sqs as sqs_facts
+from core.sqs import setup_queues, sqs_client
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,7 +127,7 @@ class WorkerProcess:
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
-             "--queues", f"{settings.GIFT_QUEUE},{settings.MAINTENANCE_QUEUE}",
+             "--queues", f"{sqs_facts.GIFT_QUEUE},{sqs_facts.MAINTENANCE_QUEUE}",
              "--concurrency", "1", "--without-mingle", "--without-gossip", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip

@@ -1,6 +1,6 @@
 """Reading messages straight off SQS in tests."""
 
-from gifting.sqs import queue_url, sqs_client
+from core.sqs import queue_url, sqs_client
 
 
 def receive_all(queue: str, *, wait_seconds: int = 1) -> list[dict]:

@@ -13,10 +13,11 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from core import sqs as sqs_facts
+from core.sqs import decode_task_message, queue_depth, queue_url, sqs_client
 from gifting.models import Gift, GiftEvent, GiftEventType, GiftStatus
 from gifting.publishing import publish_delivery
-from gifting.services import gifts_republish_stale
-from gifting.sqs import decode_task_message, queue_depth, queue_url, sqs_client
+from gifting.services.outbox import gifts_republish_stale
 from tests.integration.sqs_messages import receive_all
 from tests.waiting import wait_until
 from vouchers.models import Voucher
@@ -58,7 +59,7 @@ def event_types(gift: Gift) -> list[str]:
 
 def dlq_gift_ids() -> list[str]:
     ids = []
-    for message in receive_all(settings.GIFT_DLQ):
+    for message in receive_all(sqs_facts.GIFT_DLQ):
         task, args = decode_task_message(message["Body"])
         assert task == "gifting.deliver_gift"
         ids.append(args[0])
@@ -140,7 +141,7 @@ def test_dead_letter_is_redelivered_unchanged_by_a_redrive(sqs, smtp_sink, start
     wait_for_status(gift, GiftStatus.FAILED)
     wait_until(lambda: GiftEventType.DEAD_LETTERED in event_types(gift), message="not dead-lettered")
     sqs_api = sqs_client()
-    sqs_api.send_message(QueueUrl=queue_url(sqs_api, settings.GIFT_DLQ), MessageBody="a stranger's message")
+    sqs_api.send_message(QueueUrl=queue_url(sqs_api, sqs_facts.GIFT_DLQ), MessageBody="a stranger's message")
 
     output = StringIO()
     call_command("redrive_dlq", stdout=output)
@@ -199,7 +200,7 @@ def test_gift_accepted_while_sqs_is_down_is_delivered_by_the_sweeper(sqs, smtp_s
 
 def test_bad_messages_are_dropped_or_dead_lettered_and_never_block(sqs, smtp_sink, start_worker, client):
     sqs_api = sqs_client()
-    gift_queue = queue_url(sqs_api, settings.GIFT_QUEUE)
+    gift_queue = queue_url(sqs_api, sqs_facts.GIFT_QUEUE)
     sqs_api.send_message(QueueUrl=gift_queue, MessageBody="this is not a celery message")
     publish_delivery(uuid.uuid4())  # a gift we never had: logged and dropped
     publish_delivery("not-a-uuid")  # a malformed id: logged and dropped
@@ -211,12 +212,12 @@ def test_bad_messages_are_dropped_or_dead_lettered_and_never_block(sqs, smtp_sin
     # Celery rejects what it cannot parse; on a queue with a RedrivePolicy kombu
     # leaves it to SQS, which moves it to the DLQ after SQS_MAX_RECEIVE_COUNT receives.
     def garbage_dead_lettered():
-        return [m for m in receive_all(settings.GIFT_DLQ) if m["Body"] == "this is not a celery message"]
+        return [m for m in receive_all(sqs_facts.GIFT_DLQ) if m["Body"] == "this is not a celery message"]
 
     wait_until(garbage_dead_lettered, timeout=DELIVERY_TIMEOUT, message="garbage never reached the DLQ")
 
     def drained():
-        depth = queue_depth(sqs_api, settings.GIFT_QUEUE)
+        depth = queue_depth(sqs_api, sqs_facts.GIFT_QUEUE)
         return depth["visible"] == depth["in_flight"] == depth["delayed"] == 0
 
     wait_until(drained, message="bad messages were left on the gift queue")
@@ -225,7 +226,7 @@ def test_bad_messages_are_dropped_or_dead_lettered_and_never_block(sqs, smtp_sin
 def test_queue_messages_name_the_gift_and_carry_no_personal_data(sqs, client):
     gift = post_gift(client, recipient_email="secret.person@example.com", message="private words")
 
-    [message] = receive_all(settings.GIFT_QUEUE)
+    [message] = receive_all(sqs_facts.GIFT_QUEUE)
 
     task, args = decode_task_message(message["Body"])
     assert (task, args) == ("gifting.deliver_gift", [str(gift.id)])

@@ -9,8 +9,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from config.celery import app
+from core import sqs as sqs_facts
+from core.sqs import queue_url, sqs_client, sqs_name
 from gifting.models import GiftStatus
-from gifting.sqs import queue_url, sqs_client, sqs_name
 from tests.factories import gift_row
 from tests.waiting import wait_until
 
@@ -28,12 +29,12 @@ def test_setup_queues_is_idempotent_and_sets_the_redrive_policy(sqs, capsys):
 
     names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
     assert sorted(set(names)) == sorted(sqs_name(q) for q in ("gift-delivery", "gift-delivery-dlq", "gift-maintenance"))
-    gift_queue = queue_attributes(settings.GIFT_QUEUE)
+    gift_queue = queue_attributes(sqs_facts.GIFT_QUEUE)
     redrive = json.loads(gift_queue["RedrivePolicy"])
-    assert redrive["deadLetterTargetArn"] == queue_attributes(settings.GIFT_DLQ)["QueueArn"]
+    assert redrive["deadLetterTargetArn"] == queue_attributes(sqs_facts.GIFT_DLQ)["QueueArn"]
     assert int(redrive["maxReceiveCount"]) == settings.SQS_MAX_RECEIVE_COUNT
     assert int(gift_queue["VisibilityTimeout"]) == settings.SQS_VISIBILITY_TIMEOUT
-    assert "RedrivePolicy" not in queue_attributes(settings.GIFT_DLQ)
+    assert "RedrivePolicy" not in queue_attributes(sqs_facts.GIFT_DLQ)
 
 
 def test_setup_queues_reports_an_unreachable_sqs(settings):
@@ -68,7 +69,7 @@ def test_metrics_show_gifts_and_queue_depth(sqs, transactional_db, client, make_
     body = client.get("/metrics").content.decode()
 
     assert 'gifts{status="queued"} 1.0' in body
-    assert f'sqs_queue_messages{{queue="{sqs_name(settings.GIFT_QUEUE)}",state="visible"}} 0.0' in body
+    assert f'sqs_queue_messages{{queue="{sqs_name(sqs_facts.GIFT_QUEUE)}",state="visible"}} 0.0' in body
     assert "sqs_up 1.0" in body
 
 

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from config.celery import app
 from gifting.models import GiftStatus
-from gifting.review import gift_approve, gift_reject
-from gifting.services import gift_create
+from gifting.services.holds import gift_approve, gift_reject
+from gifting.services.intake import gift_create
 from tests.integration.sqs_messages import receive_all
 from tests.integration.test_delivery import event_types, wait_for_status
 from tests.waiting import wait_until

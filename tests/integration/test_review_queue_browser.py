@@ -20,7 +20,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from gifting.models import GiftEvent, GiftEventType, GiftStatus
-from gifting.services import gift_create
+from gifting.services.intake import gift_create
 from tests.integration.test_delivery import DELIVERY_TIMEOUT, wait_for_status
 from tests.waiting import wait_until
 from vouchers.models import Voucher
@@ -127,7 +127,7 @@ def test_reviewer_approves_one_held_gift_and_rejects_another_in_the_browser(
     page.get_by_label("Password").fill(REVIEWER_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("link", name="Review queue").click()
-    expect(page).to_have_url(re.compile(r"/admin/fraud/giftreview/"))
+    expect(page).to_have_url(re.compile(r"/admin/gifting/giftreview/"))
     rows = page.locator("#result_list tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.filter(has_text=f"{amount_a} EUR")).to_have_count(1)

@@ -45,27 +45,3 @@ def test_codes_differ_across_many_draws():
 def test_every_alphabet_character_turns_up():
     seen = set("".join(codes.generate_code() for _ in range(500)).replace("-", ""))
     assert seen == set(codes.ALPHABET)
-
-
-@pytest.mark.parametrize(
-    "typed",
-    [
-        "K7QM-3XTA-B2CD-EFGH-JKMN",
-        "k7qm-3xta-b2cd-efgh-jkmn",
-        "K7QM3XTAB2CDEFGHJKMN",
-        " k7qm 3xta b2cd efgh jkmn ",
-        "K7QM_3XTA.B2CD/EFGH--JKMN",
-    ],
-)
-def test_normalize_code_accepts_any_case_and_separators(typed):
-    assert codes.normalize_code(typed) == "K7QM-3XTA-B2CD-EFGH-JKMN"
-
-
-def test_normalize_code_is_idempotent_on_generated_codes():
-    code = codes.generate_code()
-    assert codes.normalize_code(code) == code
-    assert codes.normalize_code(code.lower().replace("-", "")) == code
-
-
-def test_normalize_code_of_nothing_is_empty():
-    assert codes.normalize_code(" - ") == ""

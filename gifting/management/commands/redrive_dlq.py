@@ -2,20 +2,19 @@
 
 import uuid
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from gifting.publishing import DELIVER_TASK
-from gifting.services import gift_requeue_for_redrive
-from gifting.sqs import decode_task_message, queue_url, sqs_client
+from core.sqs import GIFT_DLQ, GIFT_QUEUE, decode_task_message, queue_url, sqs_client
+from gifting.publishing import DELIVER_TASK, gift_id_from_args
+from gifting.services.outbox import gift_requeue_for_redrive
 
 
 def _gift_id(body: str) -> uuid.UUID | None:
     try:
         task, args = decode_task_message(body)
-        return uuid.UUID(str(args[0])) if task == DELIVER_TASK else None
-    except (ValueError, IndexError):
+    except ValueError:
         return None
+    return gift_id_from_args(args) if task == DELIVER_TASK else None
 
 
 class Command(BaseCommand):
@@ -32,7 +31,7 @@ class Command(BaseCommand):
         if limit < 1:
             raise CommandError("--limit must be at least 1.")
         client = sqs_client()
-        dlq, gift_queue = queue_url(client, settings.GIFT_DLQ), queue_url(client, settings.GIFT_QUEUE)
+        dlq, gift_queue = queue_url(client, GIFT_DLQ), queue_url(client, GIFT_QUEUE)
         redriven = skipped = 0
         while redriven + skipped < limit:
             batch = client.receive_message(

@@ -5,7 +5,7 @@ import time
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 
-from gifting.sqs import setup_queues, sqs_client
+from core.sqs import setup_queues, sqs_client
 
 
 class Command(BaseCommand):

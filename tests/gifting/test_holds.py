@@ -8,9 +8,10 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from fraud.models import HoldTier, RecipientVerification, RiskAssessment
-from gifting import review, services
+from fraud.decisions import HoldTier
+from fraud.models import RecipientVerification, RiskAssessment
 from gifting.models import Gift, GiftEvent, GiftStatus
+from gifting.services import delivery, holds, intake, outbox
 from vouchers.models import Voucher
 
 
@@ -39,7 +40,7 @@ def reviewer(make_user):
 def send(sender):
     def send(amount="600.00", by=None, **fields):
         fields = {"recipient_email": "bob@example.com", "currency": "EUR", **fields}
-        return services.gift_create(sender=by or sender, amount=Decimal(amount), **fields)
+        return intake.gift_create(sender=by or sender, amount=Decimal(amount), **fields)
 
     return send
 
@@ -60,13 +61,13 @@ def assert_unreviewed(gift) -> None:
 
 def review_as(reviewer, action: str, gift):
     if action == "approve":
-        return review.gift_approve(gift_id=gift.id, reviewer=reviewer)
-    return review.gift_reject(gift_id=gift.id, reviewer=reviewer, reason="Looks odd")
+        return holds.gift_approve(gift_id=gift.id, reviewer=reviewer)
+    return holds.gift_reject(gift_id=gift.id, reviewer=reviewer, reason="Looks odd")
 
 
 @pytest.mark.parametrize("action", ["approve", "reject"])
 def test_reviewing_needs_the_review_permission(held, make_user, action):
-    with pytest.raises(review.ReviewError, match="permission"):
+    with pytest.raises(holds.ReviewError, match="permission"):
         review_as(make_user(is_staff=True), action, held)
     assert_unreviewed(held)
 
@@ -74,7 +75,7 @@ def test_reviewing_needs_the_review_permission(held, make_user, action):
 @pytest.mark.parametrize("action", ["approve", "reject"])
 def test_a_reviewer_cannot_review_their_own_gift(send, reviewer, action):
     own = send("600.00", by=reviewer)
-    with pytest.raises(review.ReviewError, match="your own gift"):
+    with pytest.raises(holds.ReviewError, match="your own gift"):
         review_as(reviewer, action, own)
     assert_unreviewed(own)
 
@@ -82,14 +83,14 @@ def test_a_reviewer_cannot_review_their_own_gift(send, reviewer, action):
 @pytest.mark.parametrize("action", ["approve", "reject"])
 def test_only_held_gifts_can_be_reviewed(send, reviewer, action):
     queued = send("10.00")
-    with pytest.raises(review.ReviewError, match="Only held gifts"):
+    with pytest.raises(holds.ReviewError, match="Only held gifts"):
         review_as(reviewer, action, queued)
     assert Gift.objects.get(id=queued.id).status == GiftStatus.QUEUED
 
 
 def test_approving_releases_the_gift_and_publishes_it_on_commit(held, reviewer, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        review.gift_approve(gift_id=held.id, reviewer=reviewer, reason="  Known customer  ")
+        holds.gift_approve(gift_id=held.id, reviewer=reviewer, reason="  Known customer  ")
 
     held.refresh_from_db()
     assert held.status == GiftStatus.QUEUED
@@ -101,38 +102,38 @@ def test_approving_releases_the_gift_and_publishes_it_on_commit(held, reviewer, 
     assert (approved.actor, approved.details) == (reviewer, {"review_reason": "Known customer"})
     assert GiftEvent.objects.get(gift=held, type="released").actor_label == "reviewer"
     [publish] = callbacks
-    assert publish.func is services.gift_publish
+    assert publish.func is outbox.gift_publish
     assert publish.keywords == {"gift_id": held.id, "actor_label": "reviewer"}
 
 
 def test_a_gift_cannot_be_approved_twice(held, reviewer, outbox, make_user):
-    review.gift_approve(gift_id=held.id, reviewer=reviewer)
-    with pytest.raises(review.ReviewError):
-        review.gift_approve(gift_id=held.id, reviewer=reviewer)
+    holds.gift_approve(gift_id=held.id, reviewer=reviewer)
+    with pytest.raises(holds.ReviewError):
+        holds.gift_approve(gift_id=held.id, reviewer=reviewer)
 
-    services.gift_deliver(gift_id=held.id)  # held again, now waiting for its recipient
+    delivery.gift_deliver(gift_id=held.id)  # held again, now waiting for its recipient
     assert Gift.objects.get(id=held.id).status == GiftStatus.HELD
-    with pytest.raises(review.ReviewError, match="already been reviewed"):
-        review.gift_approve(gift_id=held.id, reviewer=give_review_permission(make_user(is_staff=True)))
+    with pytest.raises(holds.ReviewError, match="already been reviewed"):
+        holds.gift_approve(gift_id=held.id, reviewer=give_review_permission(make_user(is_staff=True)))
     assert event_types(held).count("approved") == 1
 
 
 @pytest.mark.parametrize("reason", ["", "   \n\t", "x" * 501])
 def test_rejecting_needs_a_reason_of_at_most_500_characters(held, reviewer, reason):
-    with pytest.raises(review.ReviewError, match="reason"):
-        review.gift_reject(gift_id=held.id, reviewer=reviewer, reason=reason)
+    with pytest.raises(holds.ReviewError, match="reason"):
+        holds.gift_reject(gift_id=held.id, reviewer=reviewer, reason=reason)
     assert_unreviewed(held)
     assert event_types(held) == ["created", "held"]
 
 
 def test_a_500_character_reason_is_fine(held, reviewer):
-    review.gift_reject(gift_id=held.id, reviewer=reviewer, reason="x" * 500)
+    holds.gift_reject(gift_id=held.id, reviewer=reviewer, reason="x" * 500)
     assert Gift.objects.get(id=held.id).status == GiftStatus.REJECTED
 
 
 def test_rejecting_keeps_the_reason_from_the_sender(held, reviewer, auth_client, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        review.gift_reject(gift_id=held.id, reviewer=reviewer, reason=" Stolen card reported ")
+        holds.gift_reject(gift_id=held.id, reviewer=reviewer, reason=" Stolen card reported ")
 
     assert callbacks == []
     held.refresh_from_db()
@@ -150,36 +151,36 @@ def test_rejecting_keeps_the_reason_from_the_sender(held, reviewer, auth_client,
     assert "Stolen card" not in str(body)
 
 
-def test_ended_holds_release_only_due_unreviewed_delayed_gifts(send, reviewer, django_capture_on_commit_callbacks):
-    due, future, reviewed, released = (send("250.00") for _ in range(4))
+def test_ended_holds_release_only_due_gifts_still_in_their_hold_period(
+    send, reviewer, django_capture_on_commit_callbacks
+):
+    due, future, blocked = (send("250.00") for _ in range(3))
     approval = send("600.00")
     assert {due.risk.hold_tier, approval.risk.hold_tier} == {HoldTier.DELAY, HoldTier.APPROVAL}
     now = timezone.now()
-    RiskAssessment.objects.filter(gift__in=[due, reviewed, released, approval]).update(release_at=now)
-    RiskAssessment.objects.filter(gift=future).update(release_at=now + timedelta(seconds=1))
-    RiskAssessment.objects.filter(gift=reviewed).update(
-        review_outcome="approved", reviewed_by=reviewer, reviewed_at=now
-    )
-    RiskAssessment.objects.filter(gift=released).update(released_at=now - timedelta(minutes=5))
+    Gift.objects.filter(id__in=[due.id, blocked.id]).update(hold_until=now)
+    Gift.objects.filter(id=future.id).update(hold_until=now + timedelta(seconds=1))
+    holds.gift_reject(gift_id=blocked.id, reviewer=reviewer, reason="Blocked before release")
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert review.gifts_release_ended_holds(now=now) == 1
+        assert holds.gifts_release_ended_holds(now=now) == 1
 
     statuses = dict(Gift.objects.values_list("id", "status"))
     assert statuses[due.id] == GiftStatus.QUEUED
-    assert {statuses[g.id] for g in (future, reviewed, released, approval)} == {GiftStatus.HELD}
+    assert {statuses[g.id] for g in (future, approval)} == {GiftStatus.HELD}
+    assert statuses[blocked.id] == GiftStatus.REJECTED
     assert event_types(due)[-1] == "released"
     assert GiftEvent.objects.get(gift=due, type="released").actor_label == "sweeper"
     assert RiskAssessment.objects.get(gift=due).released_at >= now
     assert [c.keywords["gift_id"] for c in callbacks] == [due.id]
-    assert review.gifts_release_ended_holds(now=now) == 0
+    assert holds.gifts_release_ended_holds(now=now) == 0
 
 
 def test_a_delayed_gift_waits_for_the_hold_period(send, settings):
     gift = send("250.00")
     assert gift.risk.release_at == gift.next_attempt_at + timedelta(seconds=settings.FRAUD_HOLD_PERIOD)
-    assert review.gifts_release_ended_holds(now=gift.risk.release_at - timedelta(seconds=1)) == 0
-    assert review.gifts_release_ended_holds(now=gift.risk.release_at) == 1
+    assert holds.gifts_release_ended_holds(now=gift.risk.release_at - timedelta(seconds=1)) == 0
+    assert holds.gifts_release_ended_holds(now=gift.risk.release_at) == 1
 
 
 # --- recipient verification ----------------------------------------------------
@@ -189,8 +190,8 @@ def test_a_delayed_gift_waits_for_the_hold_period(send, settings):
 def awaiting_recipient(held, reviewer, outbox, settings):
     """An approved 600 EUR gift whose delivery sent the recipient a confirmation link: (gift, token)."""
     settings.SITE_URL = "https://gifts.example.com/"
-    review.gift_approve(gift_id=held.id, reviewer=reviewer)
-    assert services.gift_deliver(gift_id=held.id) is True
+    holds.gift_approve(gift_id=held.id, reviewer=reviewer)
+    assert delivery.gift_deliver(gift_id=held.id) is True
     [email] = outbox
     match = re.search(r"https://gifts\.example\.com/gifts/verify/([A-Za-z0-9_-]+)/", email.body)
     assert match, email.body
@@ -224,7 +225,7 @@ def test_the_recipient_confirms_once_and_then_gets_the_voucher(awaiting_recipien
     assert Gift.objects.get(id=gift.id).status == GiftStatus.QUEUED
     assert event_types(gift)[-2:] == ["recipient_confirmed", "released"]
 
-    assert services.gift_deliver(gift_id=gift.id) is True
+    assert delivery.gift_deliver(gift_id=gift.id) is True
     voucher = Voucher.objects.get(gift=gift)
     verification_email, voucher_email = outbox
     assert voucher.code in voucher_email.body
@@ -251,7 +252,7 @@ def test_an_expired_link_cannot_confirm(awaiting_recipient, client):
 
 def test_a_link_to_a_rejected_gift_cannot_confirm(awaiting_recipient, client, make_user):
     gift, token = awaiting_recipient
-    review.gift_reject(gift_id=gift.id, reviewer=give_review_permission(make_user()), reason="Mule account")
+    holds.gift_reject(gift_id=gift.id, reviewer=give_review_permission(make_user()), reason="Mule account")
 
     assert client.post(f"/gifts/verify/{token}/").status_code == 400
     assert Gift.objects.get(id=gift.id).status == GiftStatus.REJECTED

@@ -1,7 +1,7 @@
 """The API's answers to abuse: rate limits (django-ratelimit) and django-axes lockouts, both 429.
 
 Limits count in the shared cache (Redis in production), so they hold across
-processes. The client's IP comes from config.client_ip through
+processes. The client's IP comes from core.client_ip through
 RATELIMIT_IP_META_KEY, the same address django-axes uses.
 """
 
@@ -11,10 +11,9 @@ from axes.helpers import get_cool_off
 from django.http import HttpRequest
 from django_ratelimit.core import get_usage
 from redis.exceptions import RedisError
-from rest_framework import status
 from rest_framework.request import Request
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +23,10 @@ class RateLimited(ApplicationError):
 
     def __init__(self, *, retry_after: int) -> None:
         super().__init__(
-            code="rate_limited",
+            code=ErrorCode.RATE_LIMITED,
             detail=f"Too many requests. Try again in {retry_after} seconds.",
-            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            headers={"Retry-After": str(retry_after)},
+            retry_after=retry_after,
         )
-        self.retry_after = retry_after
 
 
 class LimitsUnavailable(ApplicationError):
@@ -39,10 +36,9 @@ class LimitsUnavailable(ApplicationError):
 
     def __init__(self) -> None:
         super().__init__(
-            code="service_unavailable",
+            code=ErrorCode.SERVICE_UNAVAILABLE,
             detail="We cannot take this request right now. Try again shortly.",
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(self.RETRY_AFTER_SECONDS)},
+            retry_after=self.RETRY_AFTER_SECONDS,
         )
 
 
@@ -51,10 +47,9 @@ class LockedOut(ApplicationError):
 
     def __init__(self, *, retry_after: int | None) -> None:
         super().__init__(
-            code="locked_out",
+            code=ErrorCode.LOCKED_OUT,
             detail="Too many failed login attempts. Try again later.",
-            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            headers={"Retry-After": str(retry_after)} if retry_after else None,
+            retry_after=retry_after,
         )
 
 

@@ -6,7 +6,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from config.celery import app
+from core.sqs import ALL_QUEUES, queue_url, sqs_client
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +25,11 @@ def _check_cache() -> None:
 
 
 def _check_sqs() -> None:
-    # Opening a channel resolves every application queue's URL (GetQueueUrl),
-    # so this fails when SQS is down or a queue is missing.
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1)
-        conn.default_channel.predefined_queues  # noqa: B018 - the lookup is the check
+    # The same lookup a worker makes when it opens its channel (GetQueueUrl for
+    # every application queue), so this fails when SQS is down or a queue is missing.
+    client = sqs_client()
+    for queue in ALL_QUEUES:
+        queue_url(client, queue)
 
 
 CHECKS = {"database": _check_database, "cache": _check_cache, "sqs": _check_sqs}

@@ -1,4 +1,10 @@
-"""Direct SQS access for operators' tools: queue setup, depth, dead letters."""
+"""Everything the application knows about SQS, in one place.
+
+Queue names (and the prefix that makes them SQS names), client timeouts, the
+DelaySeconds cap, queue creation and depth, and reading a Celery message as
+kombu puts it on SQS. The Celery transport (config/) and the operators' tools
+(gifting's commands, metrics, health) all take these facts from here.
+"""
 
 import base64
 import binascii
@@ -7,6 +13,29 @@ import json
 import boto3
 from botocore.config import Config
 from django.conf import settings
+
+# Celery queue names; the SQS names are these with SQS_QUEUE_PREFIX in front
+# (kombu prepends it from its `queue_name_prefix` option, sqs_name() here).
+GIFT_QUEUE = "gift-delivery"
+GIFT_DLQ = "gift-delivery-dlq"
+MAINTENANCE_QUEUE = "gift-maintenance"
+ALL_QUEUES = (GIFT_QUEUE, GIFT_DLQ, MAINTENANCE_QUEUE)
+CONSUMED_QUEUES = (GIFT_QUEUE, MAINTENANCE_QUEUE)  # workers leave the DLQ to the operators
+
+SQS_MAX_DELAY_SECONDS = 900  # SQS's cap on DelaySeconds
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's longest retention: dead letters wait for a person
+
+
+def client_config(*, wait_time_seconds: int) -> dict:
+    """botocore client settings: short timeouts and few retries, so publishing never hangs a request.
+
+    The read timeout outlasts a long poll of `wait_time_seconds`.
+    """
+    return {
+        "connect_timeout": 2,
+        "read_timeout": wait_time_seconds + 5,
+        "retries": {"max_attempts": 2, "mode": "standard"},
+    }
 
 
 def sqs_client():
@@ -17,7 +46,7 @@ def sqs_client():
         endpoint_url=settings.SQS_ENDPOINT_URL,
         aws_access_key_id=settings.AWS_ACCESS_KEY_ID,
         aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY,
-        config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"}),
+        config=Config(**client_config(wait_time_seconds=settings.SQS_WAIT_TIME_SECONDS)),
     )
 
 
@@ -39,17 +68,17 @@ def setup_queues(client) -> dict[str, str]:
     """
     urls = {}
     dlq_url = client.create_queue(
-        QueueName=sqs_name(settings.GIFT_DLQ), Attributes={"MessageRetentionPeriod": "1209600"}
+        QueueName=sqs_name(GIFT_DLQ), Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
     )["QueueUrl"]
-    urls[sqs_name(settings.GIFT_DLQ)] = dlq_url
+    urls[sqs_name(GIFT_DLQ)] = dlq_url
     dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     redrive_policy = json.dumps(
         {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.SQS_MAX_RECEIVE_COUNT)}
     )
     visibility = str(settings.SQS_VISIBILITY_TIMEOUT)
     for queue, attributes in (
-        (settings.GIFT_QUEUE, {"VisibilityTimeout": visibility, "RedrivePolicy": redrive_policy}),
-        (settings.MAINTENANCE_QUEUE, {"VisibilityTimeout": visibility}),
+        (GIFT_QUEUE, {"VisibilityTimeout": visibility, "RedrivePolicy": redrive_policy}),
+        (MAINTENANCE_QUEUE, {"VisibilityTimeout": visibility}),
     ):
         urls[sqs_name(queue)] = client.create_queue(QueueName=sqs_name(queue), Attributes=attributes)["QueueUrl"]
     return urls

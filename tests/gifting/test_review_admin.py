@@ -8,11 +8,11 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from fraud.models import RiskAssessment, SenderLimits
-from gifting.models import Gift, GiftStatus
-from gifting.services import gift_create
+from gifting.models import Gift, GiftStatus, HoldReason
+from gifting.services.intake import gift_create
 from tests.factories import gift_row
 
-QUEUE = "/admin/fraud/giftreview/"
+QUEUE = "/admin/gifting/giftreview/"
 
 
 def with_permissions(user, *codenames):
@@ -115,7 +115,7 @@ def test_reject_selected_first_asks_for_a_reason(reviewer_client, gifts):
     response = post_action(reviewer_client, "reject_selected", [gifts["approval"]])
 
     assert response.status_code == 200
-    assert "admin/fraud/reject_gifts.html" in [t.name for t in response.templates]
+    assert "admin/gifting/reject_gifts.html" in [t.name for t in response.templates]
     page = response.content.decode()
     assert 'name="reason"' in page and 'name="confirm"' in page
     assert f'value="{gifts["approval"].pk}"' in page
@@ -140,7 +140,7 @@ def test_reject_selected_without_a_reason_rejects_nothing(reviewer_client, gifts
     response = post_action(reviewer_client, "reject_selected", [gifts["approval"]], confirm="Reject", reason=reason)
 
     assert response.status_code == 200
-    assert "admin/fraud/reject_gifts.html" in [t.name for t in response.templates]
+    assert "admin/gifting/reject_gifts.html" in [t.name for t in response.templates]
     assert "This field is required." in response.content.decode()
     assert status_of(gifts["approval"]) == "held"
 
@@ -197,7 +197,7 @@ def test_an_approved_gift_waiting_for_its_recipient_leaves_the_queue(reviewer_cl
         review_outcome="approved", reviewed_by=reviewer, reviewed_at=now, released_at=now
     )
     # Approved and released; the worker then sent the confirmation email and held it for the recipient.
-    Gift.objects.filter(id=approved.id).update(status=GiftStatus.HELD)
+    Gift.objects.filter(id=approved.id).update(status=GiftStatus.HELD, hold=HoldReason.RECIPIENT)
 
     assert shown(reviewer_client.get(QUEUE), gifts) == {"delay", "fanin"}
     assert shown(reviewer_client.get(f"{QUEUE}?queue=recipient"), gifts) == {"approval"}

@@ -6,15 +6,15 @@ from django.test import Client
 from django.utils import timezone
 
 from fraud.models import RecipientVerification, RiskAssessment
-from fraud.verification import verification_issue_token
-from gifting.models import GiftStatus
+from fraud.verification import link_issue
+from gifting.models import GiftStatus, HoldReason
 from tests.factories import gift_row
 
 
 def held_for_recipient(user):
-    gift = gift_row(user, amount="800.00", status=GiftStatus.HELD)
+    gift = gift_row(user, amount="800.00", status=GiftStatus.HELD, hold=HoldReason.RECIPIENT)
     RiskAssessment.objects.create(gift=gift, decision="allow", needs_recipient_verification=True)
-    return gift, verification_issue_token(gift=gift)
+    return gift, link_issue(gift_id=gift.id)
 
 
 def expire(gift):

@@ -2,13 +2,12 @@
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from fraud.verification import verification_find
+from fraud.verification import LinkState, link_find
 from gifting.channels import sender_name
-from gifting.models import GiftStatus
-from gifting.review import VerificationError, gift_confirm_recipient, gift_resend_verification
+from gifting.models import Gift, GiftState
+from gifting.services.holds import VerificationError, gift_confirm_recipient, gift_resend_verification
 
 
 @require_http_methods(["GET", "POST"])
@@ -30,14 +29,14 @@ def verify_recipient(request: HttpRequest, token: str) -> HttpResponse:
             "Thank you!",
             f"Your address is confirmed. Your {gift.amount} {gift.currency} voucher is on its way.",
         )
-    verification = verification_find(token=token)
-    if verification is None or verification.confirmed_at is not None or verification.gift.status != GiftStatus.HELD:
+    link = link_find(token=token)
+    gift = Gift.objects.select_related("sender").filter(id=link.gift_id).first() if link else None
+    if gift is None or link.state == LinkState.USED or gift.state != GiftState.HELD_FOR_RECIPIENT:
         message = "It is not valid, it has been used already, or the gift no longer needs it."
         return _page(request, "This link cannot be used", message, status=404)
-    if verification.expires_at <= timezone.now():
+    if link.state == LinkState.EXPIRED:
         message = "We can send a new link to the same address."
         return _page(request, "This link has expired", message, status=410, can_resend=True)
-    gift = verification.gift
     return _page(
         request,
         "Confirm your address",
@@ -57,4 +56,4 @@ def _page(
     can_resend: bool = False,
 ) -> HttpResponse:
     context = {"title": title, "message": message, "can_confirm": can_confirm, "can_resend": can_resend}
-    return render(request, "fraud/verify_recipient.html", context, status=status)
+    return render(request, "gifting/verify_recipient.html", context, status=status)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gifting.masking import mask_email, mask_recipient, mask_wallet
+from core.masking import mask_email, mask_recipient, mask_wallet
 
 WALLET = "0x12" + "3" * 34 + "abcd"
 

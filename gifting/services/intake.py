@@ -1,0 +1,92 @@
+"""Accepting a gift: assess it under the sender's lock, store it with its audit trail, publish on commit."""
+
+import logging
+from decimal import Decimal
+from functools import partial
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from fraud import services as fraud
+from fraud.decisions import Decision, HoldTier, Verdict
+from fraud.history import windows_at
+from gifting import events
+from gifting.models import Gift, GiftState
+from gifting.selectors import sender_history_for_assessment
+from gifting.services.outbox import gift_publish
+from gifting.transitions import gift_start, sender_lock
+
+logger = logging.getLogger(__name__)
+
+HELD_STATE_FOR_TIER = {HoldTier.DELAY: GiftState.HELD_FOR_PERIOD, HoldTier.APPROVAL: GiftState.HELD_FOR_APPROVAL}
+
+
+def _first_state(verdict: Verdict) -> GiftState:
+    if verdict.decision == Decision.REJECT:
+        return GiftState.REJECTED
+    if verdict.decision == Decision.HOLD:
+        return HELD_STATE_FOR_TIER[verdict.hold_tier]
+    return GiftState.QUEUED
+
+
+def gift_create(
+    *,
+    sender: AbstractBaseUser,
+    amount: Decimal,
+    currency: str,
+    recipient_email: str = "",
+    recipient_wallet: str = "",
+    message: str = "",
+) -> Gift:
+    """Assess and store a gift with its audit trail; publish it on commit if it may go out now.
+
+    Over a hard limit it raises fraud's LimitExceeded and nothing is stored.
+    A gift the rules reject is stored as `rejected`; one they hold, as `held`.
+    """
+    now = timezone.now()
+    gift = Gift(
+        sender=sender,
+        recipient_email=recipient_email,
+        recipient_wallet=recipient_wallet,
+        amount=amount,
+        currency=currency,
+        message=message,
+        next_attempt_at=now,
+    )
+    gift.full_clean()
+    windows = windows_at(now)
+    with transaction.atomic():
+        sender_lock(sender)
+        history = sender_history_for_assessment(
+            sender=sender, recipient_email=recipient_email, recipient_wallet=recipient_wallet, windows=windows
+        )
+        verdict = fraud.gift_assess(
+            sender_id=sender.pk,
+            amount=gift.amount,  # cleaned to a Decimal by full_clean
+            recipient_is_email=bool(recipient_email),
+            history=history,
+            windows=windows,
+        )
+        gift_start(gift, state=_first_state(verdict), hold_until=verdict.release_at)
+        gift.save()
+        events.gift_created(gift, actor=sender)
+        fraud.risk_assessment_record(gift_id=gift.id, verdict=verdict)
+        if gift.state == GiftState.REJECTED:
+            events.gift_rejected(gift, reviewer=None, review_reason="Refused by the risk rules.")
+        elif gift.state == GiftState.QUEUED:
+            transaction.on_commit(partial(gift_publish, gift_id=gift.id))
+        else:
+            release_at = verdict.release_at.isoformat() if verdict.release_at else None
+            events.gift_held(gift, tier=verdict.hold_tier, release_at=release_at)
+    logger.info(
+        "gift accepted gift=%s sender=%s recipient=%s amount=%s %s decision=%s score=%s",
+        gift.id,
+        sender.pk,
+        gift.masked_recipient,
+        gift.amount,
+        gift.currency,
+        verdict.decision,
+        verdict.score,
+    )
+    return gift

@@ -1,0 +1,106 @@
+"""The outbox: publishing delivery messages, noting retries, dead-lettering, redriving, and the sweeper.
+
+A gift in `queued` must always have a live message on SQS or be about to get
+one: publishing happens after commit, and when it fails (or SQS loses the
+message) the sweeper publishes again. A spare message is harmless: delivery
+is idempotent.
+"""
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from core.sqs import GIFT_DLQ
+from gifting import events
+from gifting.models import Gift, GiftState, GiftStatus
+from gifting.publishing import publish_delivery
+from gifting.transitions import WrongState, gift_lock, gift_move
+
+logger = logging.getLogger(__name__)
+
+SWEEP_BATCH_SIZE = 500
+
+
+def gift_publish(*, gift_id: uuid.UUID, actor_label: str = "api") -> bool:
+    """Publish a delivery message for a queued gift; on failure leave it to the sweeper."""
+    gift = Gift.objects.get(id=gift_id)
+    try:
+        message_id = publish_delivery(gift.id)
+    except Exception as exc:  # noqa: BLE001 - whatever the broker does, the gift stays queued
+        logger.warning("gift publish failed gift=%s error=%s", gift.id, type(exc).__name__)
+        events.gift_publish_failed(gift, error=type(exc).__name__, actor_label=actor_label)
+        return False
+    now = timezone.now()
+    # Bookkeeping only, no state change: a conditional UPDATE needs no lock.
+    Gift.objects.filter(id=gift.id, status=GiftStatus.QUEUED).update(last_published_at=now, next_attempt_at=now)
+    if actor_label == "sweeper":
+        events.gift_republished(gift, message_id=message_id)
+    else:
+        events.gift_queued(gift, message_id=message_id, actor_label=actor_label)
+    return True
+
+
+def gift_record_retry(*, gift_id: uuid.UUID, reason: str, delay_seconds: int) -> None:
+    """Note a published retry, so the sweeper leaves the gift alone while it waits."""
+    now = timezone.now()
+    retry_at = now + timedelta(seconds=delay_seconds)
+    with transaction.atomic():
+        try:
+            gift = gift_lock(gift_id=gift_id, allowed_from={GiftState.QUEUED})
+        except WrongState:
+            return
+        gift.last_published_at = now
+        gift.next_attempt_at = retry_at
+        gift.save(update_fields=["last_published_at", "next_attempt_at", "updated_at"])
+        events.gift_retry_scheduled(gift, reason=reason, retry_at=retry_at.isoformat(), delay_seconds=delay_seconds)
+
+
+def gift_dead_letter(*, gift_id: uuid.UUID) -> None:
+    """Put the gift's message on the DLQ, in the gift queue's own format, for a later redrive."""
+    message_id = publish_delivery(gift_id, queue=GIFT_DLQ)
+    events.gift_dead_lettered(Gift.objects.get(id=gift_id), message_id=message_id)
+    logger.error("gift dead-lettered gift=%s", gift_id)
+
+
+def gift_requeue_for_redrive(*, gift_id: uuid.UUID) -> bool:
+    """Return a failed gift to `queued` before its dead letter goes back on the gift queue."""
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            gift = gift_lock(gift_id=gift_id, allowed_from={GiftState.FAILED})
+        except (Gift.DoesNotExist, WrongState):
+            return False
+        gift.last_error = ""
+        gift.last_published_at = now
+        gift.next_attempt_at = now
+        gift_move(gift, to=GiftState.QUEUED, also=["last_error", "last_published_at", "next_attempt_at"])
+        events.gift_redriven(gift)
+    return True
+
+
+def gifts_republish_stale(*, now: datetime | None = None) -> int:
+    """The outbox sweeper: re-publish queued gifts whose message is overdue.
+
+    A gift is overdue when its message should have become visible more than
+    GIFT_REPUBLISH_AFTER seconds ago and it is still queued: the publish failed
+    or the broker lost the message. Rows a worker holds (mid-send) are skipped.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.GIFT_REPUBLISH_AFTER)
+    with transaction.atomic():
+        overdue = list(
+            Gift.objects.select_for_update(skip_locked=True)
+            .filter(status=GiftStatus.QUEUED, next_attempt_at__lt=cutoff)
+            .order_by("next_attempt_at")
+            .values_list("id", flat=True)[:SWEEP_BATCH_SIZE]
+        )
+        # Push them forward first, so a slow sweep never races the next one.
+        Gift.objects.filter(id__in=overdue).update(next_attempt_at=now)
+    published = sum(gift_publish(gift_id=gift_id, actor_label="sweeper") for gift_id in overdue)
+    if overdue:
+        logger.info("sweeper re-published %s of %s overdue gifts", published, len(overdue))
+    return published
