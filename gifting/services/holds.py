@@ -120,18 +120,23 @@ def gifts_release_ended_holds(*, now: datetime | None = None) -> int:
     return released
 
 
-def _lock_for_link(token: str) -> tuple[Gift, LinkState]:
-    """The gift a link names, locked, and the link's state re-read under the lock; inside a transaction.
-
-    The gift is locked before its verification row (the order delivery uses),
-    and the row is re-read by the token's hash, so a link superseded while we
-    waited reads as UNKNOWN.
-    """
+def _find_link(token: str) -> uuid.UUID:
+    """The gift a link names, read without locks (a hint only: _lock_for_link checks again)."""
     link = link_find(token=token)
     if link is None:
         raise VerificationError(LINK_REFUSALS[LinkState.UNKNOWN])
+    return link.gift_id
+
+
+def _lock_for_link(gift_id: uuid.UUID, token: str) -> tuple[Gift, LinkState]:
+    """The gift, locked, and its link's state re-read under the lock; inside a transaction.
+
+    The gift is locked before its verification row (the order delivery uses),
+    and the row is re-read by the token's hash, so a link superseded since
+    _find_link reads as UNKNOWN.
+    """
     try:
-        gift = gift_lock(gift_id=link.gift_id, allowed_from=GiftState.values)
+        gift = gift_lock(gift_id=gift_id, allowed_from=GiftState.values)
     except Gift.DoesNotExist as exc:
         raise VerificationError(LINK_REFUSALS[LinkState.UNKNOWN]) from exc
     return gift, link_lock(gift_id=gift.id, token=token, now=timezone.now())
@@ -139,8 +144,9 @@ def _lock_for_link(token: str) -> tuple[Gift, LinkState]:
 
 def gift_confirm_recipient(*, token: str) -> Gift:
     """The recipient followed their link: the gift goes out. Each link works once, until it expires."""
+    gift_id = _find_link(token)
     with transaction.atomic():
-        gift, state = _lock_for_link(token)
+        gift, state = _lock_for_link(gift_id, token)
         if state != LinkState.VALID:
             raise VerificationError(LINK_REFUSALS[state])
         if gift.state != GiftState.HELD_FOR_RECIPIENT:
@@ -153,8 +159,9 @@ def gift_confirm_recipient(*, token: str) -> Gift:
 
 def gift_resend_verification(*, token: str) -> Gift:
     """An expired link asks for a new one: the gift is queued again and the worker sends a fresh link."""
+    gift_id = _find_link(token)
     with transaction.atomic():
-        gift, state = _lock_for_link(token)
+        gift, state = _lock_for_link(gift_id, token)
         if state == LinkState.UNKNOWN:
             raise VerificationError(LINK_REFUSALS[state])
         if state == LinkState.USED or gift.state != GiftState.HELD_FOR_RECIPIENT:

@@ -1,4 +1,4 @@
-"""Quotas hold under concurrency: parallel requests from one sender serialise on its limits row."""
+"""Quotas hold under concurrency: parallel requests from one sender serialise on its user row."""
 
 import threading
 import uuid
