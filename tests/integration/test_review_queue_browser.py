@@ -84,9 +84,9 @@ def reviewer(transactional_db, make_user):
     """Staff, not superuser: may see the queue and review, nothing else."""
     user = make_user(username="rita", password=REVIEWER_PASSWORD, first_name="Rita", is_staff=True)
     user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="fraud", codename__in=["view_giftreview", "review_gift"])
+        *Permission.objects.filter(content_type__app_label="gifting", codename__in=["view_giftreview", "review_gift"])
     )
-    assert user.has_perm("fraud.view_giftreview") and user.has_perm("fraud.review_gift")
+    assert user.has_perm("gifting.view_giftreview") and user.has_perm("gifting.review_gift")
     assert not user.is_superuser
     return user
 
