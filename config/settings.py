@@ -180,6 +180,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "client-config": sqs_facts.client_config(wait_time_seconds=SQS_WAIT_TIME_SECONDS),
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker waits out an SQS outage however long it lasts (config/sqs_transport.py), never exits.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_DEFAULT_QUEUE = sqs_facts.GIFT_QUEUE
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

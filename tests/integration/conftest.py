@@ -25,6 +25,8 @@ from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.db import connection
 from moto.server import ThreadedMotoServer
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from core import sqs as sqs_facts
 from core.sqs import setup_queues, sqs_client
@@ -41,11 +43,13 @@ class SqsServer:
         self.port = urlsplit(settings.SQS_ENDPOINT_URL).port
         self._server: ThreadedMotoServer | None = None
 
-    def start(self) -> None:
+    def start(self, *, create_queues: bool = True) -> None:
+        """Start the server; empty, as a restarted SQS is, unless the application's queues are created."""
         _fail_if_port_taken(self.port)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
-        setup_queues(sqs_client())
+        if create_queues:
+            setup_queues(sqs_client())
 
     def stop(self) -> None:
         if self._server is not None:
@@ -122,7 +126,7 @@ class SmtpSink:
 class WorkerProcess:
     """A real `celery worker` (prefork, one child) in its own process group."""
 
-    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, log_path: Path, env: dict[str, str], *, wait_until_ready: bool = True) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
@@ -131,12 +135,13 @@ class WorkerProcess:
              "--concurrency", "1", "--without-mingle", "--without-gossip", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        wait_until(self._ready, timeout=60, message=f"worker did not start; see {log_path}")
+        if wait_until_ready:
+            wait_until(self.ready, timeout=60, message=f"worker did not start; see {log_path}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log()}")
         return " ready." in self.log()
@@ -165,6 +170,15 @@ def _database_url() -> str:
         return f"sqlite:///{db['NAME']}"
     credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def client(transactional_db, make_user) -> APIClient:
+    """An API client with a sender's token (in place of pytest-django's plain client)."""
+    sender = make_user(first_name="Alice", last_name="Sender")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=sender).key}")
+    return api
 
 
 @pytest.fixture(scope="session")
@@ -206,8 +220,9 @@ def start_worker(transactional_db, tmp_path):
     env = {**os.environ, "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"}
     workers: list[WorkerProcess] = []
 
-    def start() -> WorkerProcess:
-        worker = WorkerProcess(tmp_path / f"worker-{len(workers) + 1}.log", env)
+    def start(*, wait_until_ready: bool = True, **env_overrides: str) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{len(workers) + 1}.log"
+        worker = WorkerProcess(log_path, {**env, **env_overrides}, wait_until_ready=wait_until_ready)
         workers.append(worker)
         return worker
 

@@ -10,7 +10,6 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core import sqs as sqs_facts
@@ -25,14 +24,6 @@ from vouchers.models import Voucher
 pytestmark = pytest.mark.integration
 
 DELIVERY_TIMEOUT = 60
-
-
-@pytest.fixture
-def client(transactional_db, make_user) -> APIClient:
-    sender = make_user(first_name="Alice", last_name="Sender")
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=sender).key}")
-    return api
 
 
 def post_gift(client: APIClient, **overrides) -> Gift:
