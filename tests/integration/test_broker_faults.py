@@ -6,15 +6,20 @@ proxy in front of it answering 5xx, throttling, garbage, nothing at all, or
 hanging. The assertions name the worker's PID: surviving is the point.
 """
 
+import os
+import signal
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from core.sqs import ALL_QUEUES, GIFT_QUEUE, queue_url, sqs_client, sqs_name
+from core.sqs import ALL_QUEUES, GIFT_QUEUE, MAINTENANCE_QUEUE, decode_task_message, queue_url, sqs_client, sqs_name
 from gifting.models import GiftStatus
 from gifting.services.outbox import gifts_republish_stale
+from tests.integration.conftest import ROOT
 from tests.integration.sqs_proxy import FaultyProxy
 from tests.integration.test_delivery import event_types, post_gift, wait_for_status
 from tests.waiting import wait_until
@@ -138,3 +143,34 @@ def test_the_same_worker_outlives_every_bad_answer_and_delivers_after(faulty_sqs
     assert_alive(worker, pid)
     assert warnings_in(worker, gift_queue) == len(FAULTS)  # one warning per outage, not one per poll
     assert "Traceback" not in worker.log()
+
+
+def test_beat_outlives_an_sqs_outage_and_sends_its_tasks_after(sqs_outage, tmp_path):
+    sqs_outage.stop()
+    log_path = tmp_path / "beat.log"
+    with open(log_path, "wb") as log:
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+             "--schedule", str(tmp_path / "beat-schedule")],
+            cwd=ROOT, env={**os.environ, "GIFT_SWEEP_INTERVAL": "1"}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: "Connection error" in log_path.read_text(), timeout=30, message="beat never tried")
+        sqs_outage.start()
+
+        sqs_api = sqs_client()
+        maintenance = queue_url(sqs_api, MAINTENANCE_QUEUE)
+
+        def one_batch() -> list[dict]:
+            return sqs_api.receive_message(QueueUrl=maintenance, MaxNumberOfMessages=10).get("Messages", [])
+
+        sweeps = wait_until(one_batch, timeout=60, message="beat sent nothing")
+        assert beat.poll() is None
+        assert {decode_task_message(m["Body"])[0] for m in sweeps} <= {
+            "gifting.sweep_stale_gifts",
+            "gifting.sweep_ended_holds",
+        }
+    finally:
+        os.killpg(beat.pid, signal.SIGTERM)
+        beat.wait(timeout=15)
