@@ -5,6 +5,7 @@ import os
 from celery import Celery
 from celery.signals import before_task_publish, task_prerun
 
+from core.heartbeat import HeartbeatStep
 from core.request_id import request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -12,6 +13,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("gift_a_voucher")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.steps["consumer"].add(HeartbeatStep)
 
 REQUEST_ID_HEADER = "request_id"
 

@@ -208,6 +208,12 @@ GIFT_REPUBLISH_AFTER = env.int("GIFT_REPUBLISH_AFTER", default=120)
 IDEMPOTENCY_KEY_TTL = env.int("IDEMPOTENCY_KEY_TTL", default=86400)
 VOUCHER_VALIDITY_DAYS = env.int("VOUCHER_VALIDITY_DAYS", default=365)
 
+# Worker liveness (core/heartbeat.py, manage.py worker_health): written every INTERVAL
+# seconds; older than STALE_AFTER means the worker is stuck or gone.
+WORKER_HEARTBEAT_INTERVAL = env.int("WORKER_HEARTBEAT_INTERVAL", default=10)
+WORKER_HEARTBEAT_STALE_AFTER = env.int("WORKER_HEARTBEAT_STALE_AFTER", default=60)
+WORKER_HEARTBEAT_DIR = env.path("WORKER_HEARTBEAT_DIR", default=str(VAR_DIR / "heartbeats"))
+
 CELERY_BEAT_SCHEDULE = {
     "republish-stale-gifts": {
         "task": "gifting.sweep_stale_gifts",
