@@ -4,6 +4,7 @@ Defaults are for a developer's machine; production sets the environment and
 must at least set DJANGO_DEBUG=false and a real DJANGO_SECRET_KEY.
 """
 
+import ipaddress
 import os
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -277,6 +278,16 @@ WALLET_PROVIDER_SECRET = env.str("WALLET_PROVIDER_SECRET", default="")
 WALLET_PROVIDER_TIMEOUT = env.int("WALLET_PROVIDER_TIMEOUT", default=10)
 if WALLET_PROVIDER_URL and not WALLET_PROVIDER_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured("WALLET_PROVIDER_URL must be an http(s) URL.")
+
+# --- Metrics -------------------------------------------------------------------
+# /metrics answers loopback and these networks (CIDRs) freely, anyone else with the bearer token.
+METRICS_ALLOWED_NETS = env.list("METRICS_ALLOWED_NETS", default=[])
+for _net in METRICS_ALLOWED_NETS:
+    try:
+        ipaddress.ip_network(_net, strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETS: {_net!r} is not a network (e.g. 10.0.0.0/8).") from exc
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Logging -------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

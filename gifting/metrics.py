@@ -11,6 +11,7 @@ from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from core.metrics_access import metrics_access_required
 from core.sqs import ALL_QUEUES, queue_depth, sqs_client, sqs_name
 from gifting.selectors import gift_counts_by_status, oldest_queued_gift_age_seconds
 
@@ -45,6 +46,7 @@ class GiftCollector:
         yield up
 
 
+@metrics_access_required
 def metrics_view(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry()
     registry.register(GiftCollector())
