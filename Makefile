@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test lint format setup_queues clean
+.PHONY: run test fuzz lint format setup_queues clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ test: $(STAMP)
 	mkdir -p var
 	bin/ensure-chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+
+# The API fuzzed against its own schema at length (make test runs a short round of the same).
+fuzz: $(STAMP)
+	mkdir -p var
+	PATH="$(CURDIR)/$(BIN):$$PATH" FUZZ_EXAMPLES=500 $(BIN)/pytest tests/test_api_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,6 +5,8 @@ A 400 for invalid input keeps DRF's field-error shape; every other error is
 status answers which ErrorCode.
 """
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -18,6 +20,7 @@ HTTP_STATUS = {
     ErrorCode.METHOD_NOT_ALLOWED: status.HTTP_405_METHOD_NOT_ALLOWED,
     ErrorCode.NOT_ACCEPTABLE: status.HTTP_406_NOT_ACCEPTABLE,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    ErrorCode.PAYLOAD_TOO_LARGE: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     ErrorCode.IDEMPOTENCY_KEY_IN_USE: status.HTTP_409_CONFLICT,
     ErrorCode.IDEMPOTENCY_KEY_REUSED: status.HTTP_422_UNPROCESSABLE_ENTITY,
     ErrorCode.AMOUNT_LIMIT: status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -51,6 +54,13 @@ def error_response(exc: ApplicationError) -> Response:
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
         return error_response(exc)
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses a body whose Content-Length is over DATA_UPLOAD_MAX_MEMORY_SIZE, before
+        # reading it, when DRF asks for request.body; left to Django it would be an HTML 400.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error_response(
+            ApplicationError(code=ErrorCode.PAYLOAD_TOO_LARGE, detail=f"The request body is over {limit} bytes.")
+        )
     if isinstance(exc, exceptions.ParseError):
         # Malformed JSON is invalid input: a field-error shaped 400.
         return Response({"non_field_errors": [str(exc.detail)]}, status=status.HTTP_400_BAD_REQUEST)

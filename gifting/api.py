@@ -15,14 +15,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.access_log import add_log_fields
+from core.errors import ErrorCode
+from core.parsers import SafeJSONParser
 from core.ratelimit import enforce_rate_limit, raise_if_locked_out
 from gifting import idempotency
 from gifting.selectors import gift_get_for_user, gift_list_for_user
 from gifting.serializers import (
-    ErrorSerializer,
     GiftCreateInputSerializer,
     GiftDetailOutputSerializer,
     GiftOutputSerializer,
+    TokenInputSerializer,
+    TokenOutputSerializer,
 )
 from gifting.services.intake import gift_create
 
@@ -35,20 +38,91 @@ class GiftPagination(PageNumberPagination):
     max_page_size = 100
 
 
+# --- What the schema (GET /api/schema/) says each operation answers -------------------------------
+# Every status the view, its parser, its authentication or its rate limits can answer is listed,
+# so that a client (and tests/test_api_fuzz.py) can rely on the schema.
+
+FIELD_ERRORS = OpenApiResponse(
+    {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+    description='Invalid input, in DRF\'s field-error shape: `{"field": ["message"]}`; malformed JSON '
+    "(also nested too deep, or with invalid Unicode) under `non_field_errors`.",
+)
+
+
+def error_response(description: str, *codes: ErrorCode) -> OpenApiResponse:
+    """Every error but a 400: `{"code", "detail"}`, with the codes this status can carry."""
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "enum": [str(code) for code in codes]}, "detail": {"type": "string"}},
+        "required": ["code", "detail"],
+    }
+    return OpenApiResponse(schema, description=description)
+
+
+NOT_AUTHENTICATED = error_response("No valid `Authorization: Token …` header.", ErrorCode.NOT_AUTHENTICATED)
+PAYLOAD_TOO_LARGE = error_response(
+    "The body is over DATA_UPLOAD_MAX_MEMORY_SIZE bytes; refused before it is read.", ErrorCode.PAYLOAD_TOO_LARGE
+)
+UNSUPPORTED_MEDIA_TYPE = error_response("The body must be application/json.", ErrorCode.UNSUPPORTED_MEDIA_TYPE)
+LIMITS_UNAVAILABLE = error_response(
+    "The shared cache that counts rate limits is down; try again after Retry-After seconds.",
+    ErrorCode.SERVICE_UNAVAILABLE,
+)
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    int,
+    OpenApiParameter.HEADER,
+    response=[429, 503],
+    description="Seconds to wait before trying again.",
+)
+
+
 class GiftListCreateApi(APIView):
+    pagination_class = GiftPagination
+
     @extend_schema(
         request=GiftCreateInputSerializer,
         responses={
-            202: GiftOutputSerializer,
-            400: OpenApiResponse(description='Invalid input: field errors, e.g. {"amount": ["..."]}.'),
-            401: ErrorSerializer,
-            409: OpenApiResponse(ErrorSerializer, description="idempotency_key_in_use"),
-            422: OpenApiResponse(
-                ErrorSerializer, description="idempotency_key_reused, amount_limit, daily_quota or weekly_quota"
+            202: OpenApiResponse(
+                GiftOutputSerializer,
+                description="Accepted; delivered asynchronously. A replayed request answers the stored response "
+                "with `Idempotent-Replayed: true`.",
             ),
-            429: OpenApiResponse(ErrorSerializer, description="rate_limited, with Retry-After"),
+            400: FIELD_ERRORS,
+            401: NOT_AUTHENTICATED,
+            409: error_response(
+                "A request with this Idempotency-Key is still being processed.", ErrorCode.IDEMPOTENCY_KEY_IN_USE
+            ),
+            413: PAYLOAD_TOO_LARGE,
+            415: UNSUPPORTED_MEDIA_TYPE,
+            422: error_response(
+                "The Idempotency-Key was used with another body, or a fraud limit refuses the gift.",
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                ErrorCode.AMOUNT_LIMIT,
+                ErrorCode.DAILY_QUOTA,
+                ErrorCode.WEEKLY_QUOTA,
+            ),
+            429: error_response("Too many requests, per user or per address.", ErrorCode.RATE_LIMITED),
+            503: LIMITS_UNAVAILABLE,
         },
-        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, required=True)],
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH},
+                OpenApiParameter.HEADER,
+                required=True,
+                pattern=r"^[\x20-\x7E]+$",
+                description="Printable ASCII, unique per gift; the same key and body again replays the response.",
+            ),
+            OpenApiParameter(
+                "Idempotent-Replayed",
+                {"type": "string", "enum": ["true"]},
+                OpenApiParameter.HEADER,
+                response=[202],
+                description="Present when the response is a replay of an earlier request with this key.",
+            ),
+            RETRY_AFTER,
+        ],
     )
     def post(self, request: Request) -> Response:
         # Every attempt counts, before anything is validated: invalid requests and
@@ -80,15 +154,27 @@ class GiftListCreateApi(APIView):
         headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
         return Response(result.body, status=result.status, headers=headers)
 
-    @extend_schema(responses={200: GiftOutputSerializer(many=True)})
+    @extend_schema(
+        responses={
+            200: GiftOutputSerializer(many=True),
+            401: NOT_AUTHENTICATED,
+            404: error_response("No such page.", ErrorCode.NOT_FOUND),
+        }
+    )
     def get(self, request: Request) -> Response:
-        paginator = GiftPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(gift_list_for_user(user=request.user), request, view=self)
         return paginator.get_paginated_response(GiftOutputSerializer(page, many=True).data)
 
 
 class GiftDetailApi(APIView):
-    @extend_schema(responses={200: GiftDetailOutputSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        responses={
+            200: GiftDetailOutputSerializer,
+            401: NOT_AUTHENTICATED,
+            404: error_response("No such gift among yours.", ErrorCode.NOT_FOUND),
+        }
+    )
     def get(self, request: Request, gift_id: str) -> Response:
         try:
             gift = gift_get_for_user(user=request.user, gift_id=uuid.UUID(gift_id))
@@ -104,6 +190,10 @@ class TokenObtainApi(ObtainAuthToken):
 
     authentication_classes = []
     permission_classes = []
+    # JSON only (ObtainAuthToken also takes forms and multipart uploads): anyone may call
+    # this endpoint, so a large upload is refused (415, or 413) before it is read.
+    parser_classes = [SafeJSONParser]
+    serializer_class = TokenInputSerializer
 
     def get_serializer_context(self) -> dict:
         # django-axes records failures from, and flags lockouts on, the request given to
@@ -111,6 +201,22 @@ class TokenObtainApi(ObtainAuthToken):
         # attributes set on the wrapper would not reach raise_if_locked_out or AxesMiddleware.
         return {**super().get_serializer_context(), "request": self.request._request}
 
+    @extend_schema(
+        request=TokenInputSerializer,
+        responses={
+            200: TokenOutputSerializer,
+            400: FIELD_ERRORS,
+            413: PAYLOAD_TOO_LARGE,
+            415: UNSUPPORTED_MEDIA_TYPE,
+            429: error_response(
+                "Too many requests from this address (rate_limited), or too many failed logins (locked_out).",
+                ErrorCode.RATE_LIMITED,
+                ErrorCode.LOCKED_OUT,
+            ),
+            503: LIMITS_UNAVAILABLE,
+        },
+        parameters=[RETRY_AFTER],
+    )
     def post(self, request: Request, *args: object, **kwargs: object) -> Response:
         enforce_rate_limit(request, group="auth-token:ip", key="ip", rate=settings.RATELIMIT_TOKEN_IP)
         serializer = self.get_serializer(data=request.data)

@@ -1,14 +1,91 @@
 """Parsing and rendering gifts for the API. No business logic here."""
 
+import re
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from gifting.models import GiftStatus
 from gifting.selectors import gift_public_timeline
 from gifting.wallets import normalize_wallet
+
+
+class StringOnlyMixin:
+    """Refuses JSON values that are not strings, where DRF would turn `0` or `1.5` into "0" or "1.5".
+
+    The contract says these fields are strings; accepting a number would make
+    `{"message": 0}` and `{"message": "0"}` the same gift, and the schema a lie.
+    """
+
+    default_error_messages = {"not_a_string": "Not a valid string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(StringOnlyMixin, serializers.CharField):
+    pass
+
+
+class StrictEmailField(StringOnlyMixin, serializers.EmailField):
+    pass
+
+
+class CurrencyField(StrictCharField):
+    """An ISO 4217 code from settings.GIFT_CURRENCIES, read when validating (and documenting), not at import."""
+
+    default_error_messages = {"unsupported": "Unsupported currency; use one of: {allowed}."}
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if value not in settings.GIFT_CURRENCIES:
+            self.fail("unsupported", allowed=", ".join(settings.GIFT_CURRENCIES))
+        return value
+
+
+class CurrencyFieldSchema(OpenApiSerializerFieldExtension):
+    """Documents CurrencyField as an enum of the currencies this deployment accepts."""
+
+    target_class = CurrencyField
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict:
+        return {"type": "string", "enum": list(settings.GIFT_CURRENCIES)}
+
+
+# What the schema tells a client to send: > 0, at most 10 digits before the point and 2 after.
+AMOUNT_PATTERN = r"^(0\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{0,9}(\.[0-9]{1,2})?)$"
+# What AmountField reads as a decimal string; DRF then checks the sign, digits and places.
+_DECIMAL_STRING = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": AMOUNT_PATTERN, "example": "25.00"})
+class AmountField(serializers.DecimalField):
+    """DRF's DecimalField, reading strings only in plain decimal notation.
+
+    Python's Decimal would also read " 5", "1e3", "1_000" or Arabic-Indic digits as
+    numbers; none of them is the contract's decimal string. JSON numbers are still
+    accepted, as they always were.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=12, decimal_places=2, min_value=Decimal("0.01"), **kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, str) and not _DECIMAL_STRING.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"})
+class WalletField(StrictCharField):
+    pass
 
 
 class StrictSerializer(serializers.Serializer):
@@ -22,13 +99,15 @@ class StrictSerializer(serializers.Serializer):
 
 
 class GiftCreateInputSerializer(StrictSerializer):
-    recipient_email = serializers.EmailField(required=False, max_length=254)
-    recipient_wallet = serializers.CharField(
+    """A gift to create: exactly one of recipient_email or recipient_wallet; unknown fields are refused."""
+
+    recipient_email = StrictEmailField(required=False, max_length=254)
+    recipient_wallet = WalletField(
         required=False, help_text="An Ethereum address: 0x and 40 hex digits; if mixed-case, EIP-55 checksummed."
     )
-    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
-    currency = serializers.CharField(max_length=3)
-    message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    amount = AmountField(help_text='A decimal string, e.g. "25.00".')
+    currency = CurrencyField()
+    message = StrictCharField(required=False, allow_blank=True, max_length=500, default="")
 
     def validate_recipient_wallet(self, value: str) -> str:
         """Checked by format and EIP-55 checksum; stored in its checksummed form."""
@@ -36,12 +115,6 @@ class GiftCreateInputSerializer(StrictSerializer):
             return normalize_wallet(value)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from exc
-
-    def validate_currency(self, value: str) -> str:
-        if value not in settings.GIFT_CURRENCIES:
-            allowed = ", ".join(settings.GIFT_CURRENCIES)
-            raise serializers.ValidationError(f"Unsupported currency; use one of: {allowed}.")
-        return value
 
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
@@ -51,6 +124,34 @@ class GiftCreateInputSerializer(StrictSerializer):
                 {"non_field_errors": ["Give exactly one of recipient_email or recipient_wallet."]}
             )
         return attrs
+
+
+class GiftCreateInputSchema(OpenApiSerializerExtension):
+    """Documents what validate() checks: exactly one recipient, and no fields but these."""
+
+    target_class = GiftCreateInputSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict:
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        return {
+            **schema,
+            "additionalProperties": False,
+            "oneOf": [{"required": ["recipient_email"]}, {"required": ["recipient_wallet"]}],
+        }
+
+
+class TokenInputSerializer(AuthTokenSerializer):
+    """{username, password}: DRF's checks (and so django-axes's), strings only; the token is not input."""
+
+    username = StrictCharField(label="Username", write_only=True)
+    password = StrictCharField(
+        label="Password", style={"input_type": "password"}, trim_whitespace=False, write_only=True
+    )
+    token = None
+
+
+class TokenOutputSerializer(serializers.Serializer):
+    token = serializers.CharField()
 
 
 class GiftEventOutputSerializer(serializers.Serializer):
@@ -83,10 +184,3 @@ class GiftDetailOutputSerializer(GiftOutputSerializer):
 
     def get_last_error(self, gift) -> str | None:
         return gift.last_error or None
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every error but a 400: a machine code and a human message."""
-
-    code = serializers.CharField()
-    detail = serializers.CharField()

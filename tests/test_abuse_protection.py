@@ -295,3 +295,18 @@ def test_a_wallet_gift_logs_only_the_masked_wallet(generous_limits, user, caplog
     assert response.status_code == 202
     assert f"recipient={response.json()['recipient']} " in access_lines(caplog)[0].getMessage()
     assert wallet.lower() not in caplog.text.lower()
+
+
+def test_a_request_without_a_peer_address_is_limited_not_a_500(settings, generous_limits, make_user, api_client):
+    """Behind a unix socket REMOTE_ADDR is empty; the limits still count, under one placeholder address."""
+    make_user(username="carol", password="right-password-123")
+    answers = {
+        api_client.post(
+            "/api/v1/auth/token/",
+            {"username": "carol", "password": "right-password-123"},
+            format="json",
+            REMOTE_ADDR="",
+        ).status_code
+        for _ in range(3)
+    }
+    assert answers == {200}
