@@ -25,8 +25,6 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from core import sqs as sqs_facts
 from core.heartbeat import heartbeats_read
@@ -57,14 +55,6 @@ MAX_GIFTS_TO_DRAW_A_LONG_BACKOFF = 12
 SILENT_SMTP_TIMEOUT = 2
 
 TASK_LOG_LINE = re.compile(r"Task gifting\.deliver_gift\[[^\]]+\] (received|succeeded|retry|raised)")
-
-
-@pytest.fixture
-def client(transactional_db, make_user) -> APIClient:
-    sender = make_user(first_name="Alice", last_name="Sender")
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=sender).key}")
-    return api
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 import uuid
 
 import pytest
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from gifting.models import Gift, GiftEvent, GiftStatus
 from tests.waiting import wait_until
@@ -27,13 +25,6 @@ def wallet_server(monkeypatch, settings):
     settings.WALLET_PROVIDER_URL, settings.WALLET_PROVIDER_SECRET = stub.url, SECRET
     yield stub
     stub.stop()
-
-
-@pytest.fixture
-def client(transactional_db, make_user) -> APIClient:
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user()).key}")
-    return api
 
 
 def test_a_wallet_gift_is_credited_once_by_a_worker(sqs, start_worker, client, wallet_server):
