@@ -16,6 +16,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	mkdir -p var
+	rm -rf var/test-metrics
 	bin/ensure-chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 

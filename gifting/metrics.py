@@ -1,14 +1,16 @@
-"""Prometheus metrics read at scrape time from the database and SQS.
+"""GET /metrics: what every process counted (gifting/instruments.py, added up across processes) and
+what the database and SQS say at scrape time.
 
-Reading the truth at scrape time (instead of counting in each process) gives
-the same numbers whichever web process answers, and covers the workers too.
+State (gifts by status, queue depths) is read at scrape time, so it is the same
+whichever web process answers; events (deliveries, retries, publishes) are
+counted where they happen, in multiprocess mode, and summed here.
 """
 
 import logging
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
 from core.metrics_access import metrics_access_required
@@ -49,5 +51,6 @@ class GiftCollector:
 @metrics_access_required
 def metrics_view(request: HttpRequest) -> HttpResponse:
     registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # reads PROMETHEUS_MULTIPROC_DIR
     registry.register(GiftCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from core.sqs import SQS_MAX_DELAY_SECONDS
+from gifting import instruments
 from gifting.errors import DeliveryError, TransientDeliveryError
 from gifting.idempotency import idempotency_keys_purge_expired
 from gifting.models import Gift
@@ -58,7 +59,9 @@ class DeliverGiftTask(Task):
             # Reached only once the retry message is on SQS.
             gift_id = gift_id_from_args(self.request.args)
             reason = exc.reason if isinstance(exc, DeliveryError) else "Temporary failure."
-            outbox.gift_record_retry(gift_id=gift_id, reason=reason, delay_seconds=delay_seconds)
+            outbox.gift_record_retry(
+                gift_id=gift_id, reason=reason, delay_seconds=delay_seconds, error=type(exc).__name__
+            )
             raise
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
@@ -76,12 +79,24 @@ class DeliverGiftTask(Task):
             outbox.gift_dead_letter(gift_id=gift_id)
 
 
+def _sqs_attributes(request) -> dict:
+    """The SQS message attributes kombu fetched with the message (SentTimestamp, ApproximateReceiveCount)."""
+    delivery_info = (getattr(request, "properties", None) or {}).get("delivery_info") or request.delivery_info or {}
+    return (delivery_info.get("sqs_message") or {}).get("Attributes") or {}
+
+
 @shared_task(bind=True, base=DeliverGiftTask, name=DELIVER_TASK)
 def deliver_gift(self: DeliverGiftTask, gift_id: str) -> None:
     parsed_id = gift_id_from_args([gift_id])
     if parsed_id is None:
         logger.error("dropping delivery message with a malformed gift id task=%s", self.request.id)
         return
+    attributes = _sqs_attributes(self.request)
+    instruments.message_taken(
+        sent_timestamp_ms=attributes.get("SentTimestamp"),
+        receive_count=attributes.get("ApproximateReceiveCount"),
+        gift_id=parsed_id,
+    )
     try:
         delivery.gift_deliver(gift_id=parsed_id)
     except Gift.DoesNotExist:

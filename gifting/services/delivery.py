@@ -1,6 +1,7 @@
 """Delivering a gift: issue its one voucher and send it, or ask its recipient to confirm first; fail for good."""
 
 import logging
+import time
 import uuid
 
 from django.db import transaction
@@ -8,7 +9,7 @@ from django.utils import timezone
 
 from fraud import selectors as fraud_selectors
 from fraud.verification import link_issue
-from gifting import events
+from gifting import events, instruments
 from gifting.channels import deliver_voucher, send_verification_email
 from gifting.errors import DeliveryError
 from gifting.models import Gift, GiftState
@@ -29,12 +30,15 @@ def gift_deliver(*, gift_id: uuid.UUID) -> bool:
     Returns False when there was nothing to do; raises a DeliveryError (after
     recording it) when sending failed, and Gift.DoesNotExist for an unknown gift.
     """
+    started = time.monotonic()
+    failure: DeliveryError | None = None
     with transaction.atomic():
         try:
             gift = gift_lock(gift_id=gift_id, allowed_from={GiftState.QUEUED})
         except WrongState as wrong:
             events.gift_duplicate_ignored(wrong.gift, status=wrong.gift.status)
             logger.info("gift delivery skipped gift=%s status=%s", wrong.gift.id, wrong.gift.status)
+            instruments.delivery_counted(outcome="duplicate_ignored", channel=instruments.channel_of(wrong.gift))
             return False
         gift.attempts += 1
         events.gift_delivery_attempted(gift, attempt=gift.attempts)
@@ -63,8 +67,15 @@ def gift_deliver(*, gift_id: uuid.UUID) -> bool:
                 gift_move(gift, to=GiftState.DELIVERED, also=["attempts", "last_error", "delivered_at"])
                 events.gift_delivered(gift, channel=channel)
                 logger.info("gift delivered gift=%s attempt=%s channel=%s", gift.id, gift.attempts, channel)
-            return True
-    raise failure
+    # Counted once the transaction has committed: what the metrics say happened, happened.
+    instruments.delivery_timed(
+        channel=instruments.channel_of(gift), seconds=time.monotonic() - started, gift_id=gift.id
+    )
+    if failure is not None:
+        raise failure
+    if channel is not None:
+        instruments.delivered(gift)
+    return True
 
 
 def gift_fail(*, gift_id: uuid.UUID, reason: str, cause: str) -> bool:
@@ -78,4 +89,5 @@ def gift_fail(*, gift_id: uuid.UUID, reason: str, cause: str) -> bool:
         gift_move(gift, to=GiftState.FAILED, also=["last_error"])
         events.gift_failed(gift, reason=reason, cause=cause)
     logger.error("gift failed gift=%s cause=%s", gift.id, cause)
+    instruments.delivery_counted(outcome="failed", channel=instruments.channel_of(gift), error=cause)
     return True

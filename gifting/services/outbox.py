@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.sqs import GIFT_DLQ
-from gifting import events
+from gifting import events, instruments
 from gifting.models import Gift, GiftState, GiftStatus
 from gifting.publishing import publish_delivery
 from gifting.transitions import WrongState, gift_lock, gift_move
@@ -32,20 +32,23 @@ def gift_publish(*, gift_id: uuid.UUID, actor_label: str = "api") -> bool:
         message_id = publish_delivery(gift.id)
     except Exception as exc:  # noqa: BLE001 - whatever the broker does, the gift stays queued
         logger.warning("gift publish failed gift=%s error=%s", gift.id, type(exc).__name__)
+        instruments.PUBLISH_FAILURES.inc()
         events.gift_publish_failed(gift, error=type(exc).__name__, actor_label=actor_label)
         return False
     now = timezone.now()
     # Bookkeeping only, no state change: a conditional UPDATE needs no lock.
     Gift.objects.filter(id=gift.id, status=GiftStatus.QUEUED).update(last_published_at=now, next_attempt_at=now)
+    instruments.PUBLISHED.inc()
     if actor_label == "sweeper":
+        instruments.REPUBLISHED.inc()
         events.gift_republished(gift, message_id=message_id)
     else:
         events.gift_queued(gift, message_id=message_id, actor_label=actor_label)
     return True
 
 
-def gift_record_retry(*, gift_id: uuid.UUID, reason: str, delay_seconds: int) -> None:
-    """Note a published retry, so the sweeper leaves the gift alone while it waits."""
+def gift_record_retry(*, gift_id: uuid.UUID, reason: str, delay_seconds: int, error: str = "") -> None:
+    """Note a published retry, so the sweeper leaves the gift alone while it waits; `error` is its class."""
     now = timezone.now()
     retry_at = now + timedelta(seconds=delay_seconds)
     with transaction.atomic():
@@ -57,12 +60,15 @@ def gift_record_retry(*, gift_id: uuid.UUID, reason: str, delay_seconds: int) ->
         gift.next_attempt_at = retry_at
         gift.save(update_fields=["last_published_at", "next_attempt_at", "updated_at"])
         events.gift_retry_scheduled(gift, reason=reason, retry_at=retry_at.isoformat(), delay_seconds=delay_seconds)
+    instruments.delivery_counted(outcome="retried", channel=instruments.channel_of(gift), error=error)
 
 
 def gift_dead_letter(*, gift_id: uuid.UUID) -> None:
     """Put the gift's message on the DLQ, in the gift queue's own format, for a later redrive."""
     message_id = publish_delivery(gift_id, queue=GIFT_DLQ)
-    events.gift_dead_lettered(Gift.objects.get(id=gift_id), message_id=message_id)
+    gift = Gift.objects.get(id=gift_id)
+    events.gift_dead_lettered(gift, message_id=message_id)
+    instruments.delivery_counted(outcome="dead_lettered", channel=instruments.channel_of(gift))
     logger.error("gift dead-lettered gift=%s", gift_id)
 
 

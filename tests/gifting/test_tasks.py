@@ -37,7 +37,12 @@ def test_backoff_travels_as_sqs_delay_seconds_never_as_a_countdown(published_ret
     assert call["delay_seconds"] == 37
     [recorded] = published_retries["recorded"]
     assert str(recorded["gift_id"]) == gift_id
-    assert recorded == {"gift_id": recorded["gift_id"], "reason": "Busy.", "delay_seconds": 37}
+    assert recorded == {
+        "gift_id": recorded["gift_id"],
+        "reason": "Busy.",
+        "delay_seconds": 37,
+        "error": "TransientDeliveryError",
+    }
 
 
 def test_delay_is_capped_at_the_sqs_maximum(published_retries):
