@@ -193,7 +193,10 @@ CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # no pidbox queues: SQS has no fano
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_TASK_ROUTES = {"gifting.sweep_*": {"queue": sqs_facts.MAINTENANCE_QUEUE}}
+CELERY_TASK_ROUTES = {
+    "gifting.sweep_*": {"queue": sqs_facts.MAINTENANCE_QUEUE},
+    "gifting.monitor_*": {"queue": sqs_facts.MAINTENANCE_QUEUE},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Gift delivery -----------------------------------------------------------
@@ -216,6 +219,12 @@ WORKER_HEARTBEAT_INTERVAL = env.int("WORKER_HEARTBEAT_INTERVAL", default=10)
 WORKER_HEARTBEAT_STALE_AFTER = env.int("WORKER_HEARTBEAT_STALE_AFTER", default=60)
 WORKER_HEARTBEAT_DIR = env.path("WORKER_HEARTBEAT_DIR", default=str(VAR_DIR / "heartbeats"))
 
+# The periodic [MONITOR] records and their [ALERT] thresholds (gifting/monitoring.py).
+MONITOR_INTERVAL = env.int("MONITOR_INTERVAL", default=60)
+ALERT_QUEUE_DEPTH = env.int("ALERT_QUEUE_DEPTH", default=1000)
+ALERT_OLDEST_QUEUED_SECONDS = env.int("ALERT_OLDEST_QUEUED_SECONDS", default=900)
+ALERT_STALL_SECONDS = env.int("ALERT_STALL_SECONDS", default=900)
+
 CELERY_BEAT_SCHEDULE = {
     "republish-stale-gifts": {
         "task": "gifting.sweep_stale_gifts",
@@ -224,6 +233,10 @@ CELERY_BEAT_SCHEDULE = {
     "release-ended-holds": {
         "task": "gifting.sweep_ended_holds",
         "schedule": GIFT_SWEEP_INTERVAL,
+    },
+    "monitor-queues": {
+        "task": "gifting.monitor_queues",
+        "schedule": MONITOR_INTERVAL,
     },
     "purge-expired-idempotency-keys": {
         "task": "gifting.sweep_idempotency_keys",
@@ -292,15 +305,21 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Logging -------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# json: one object per line (production's default), with marker, request id, gift id and the
+# other context as fields; text: for people (make run, tests). See core/logging.py.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "core.request_id.RequestIdLogFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "core.logging.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

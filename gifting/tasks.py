@@ -1,17 +1,20 @@
 """Delivery tasks: load, call a service, classify errors. No business logic here."""
 
 import logging
+import time
 
 from celery import Task, shared_task
 from celery.exceptions import Retry
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from core.logging import METRICS
 from core.sqs import SQS_MAX_DELAY_SECONDS
 from gifting import instruments
-from gifting.errors import DeliveryError, TransientDeliveryError
+from gifting.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from gifting.idempotency import idempotency_keys_purge_expired
 from gifting.models import Gift
+from gifting.monitoring import queues_monitor
 from gifting.publishing import DELIVER_TASK, gift_id_from_args
 from gifting.services import delivery, holds, outbox
 
@@ -92,18 +95,50 @@ def deliver_gift(self: DeliverGiftTask, gift_id: str) -> None:
         logger.error("dropping delivery message with a malformed gift id task=%s", self.request.id)
         return
     attributes = _sqs_attributes(self.request)
-    instruments.message_taken(
+    receive_count = instruments.message_taken(
         sent_timestamp_ms=attributes.get("SentTimestamp"),
         receive_count=attributes.get("ApproximateReceiveCount"),
         gift_id=parsed_id,
     )
+    started, outcome = time.monotonic(), "crashed"
     try:
-        delivery.gift_deliver(gift_id=parsed_id)
+        outcome = "sent" if delivery.gift_deliver(gift_id=parsed_id) else "duplicate_ignored"
     except Gift.DoesNotExist:
+        outcome = "unknown_gift"
         logger.error("dropping delivery message for an unknown gift gift=%s", parsed_id)
     except (OperationalError, InterfaceError) as exc:
         # The database is unreachable: nothing was recorded, so try again later.
+        outcome = "database_unavailable"
         raise TransientDeliveryError("Temporary failure.") from exc
+    except DeliveryError as exc:
+        outcome = "permanent_error" if isinstance(exc, PermanentDeliveryError) else "transient_error"
+        raise
+    finally:
+        _log_metrics(self, gift_id=parsed_id, outcome=outcome, started=started, attributes=attributes,
+                     receive_count=receive_count)  # fmt: skip
+
+
+def _log_metrics(task: Task, *, gift_id, outcome: str, started: float, attributes: dict, receive_count) -> None:
+    """The `[METRICS]` record of one delivery task, with its figures as fields."""
+    sent_ms = attributes.get("SentTimestamp")
+    fields = {
+        "marker": METRICS,
+        "gift_id": str(gift_id),
+        "task_id": task.request.id,
+        "attempt": task.request.retries + 1,
+        "outcome": outcome,
+        "duration_seconds": round(time.monotonic() - started, 3),
+        "message_age_seconds": round(time.time() - int(sent_ms) / 1000, 3) if sent_ms else None,
+        "receive_count": receive_count,
+    }
+    logger.info(
+        "[METRICS] delivery gift=%s outcome=%s duration=%.3fs attempt=%s",
+        gift_id,
+        outcome,
+        fields["duration_seconds"],
+        fields["attempt"],
+        extra=fields,
+    )
 
 
 @shared_task(name="gifting.sweep_stale_gifts")
@@ -119,3 +154,8 @@ def sweep_ended_holds() -> int:
 @shared_task(name="gifting.sweep_idempotency_keys")
 def sweep_idempotency_keys() -> int:
     return idempotency_keys_purge_expired()
+
+
+@shared_task(name="gifting.monitor_queues")
+def monitor_queues() -> int:
+    return len(queues_monitor())
