@@ -83,8 +83,49 @@ def gift_dead_lettered(gift: Gift, *, message_id: str) -> GiftEvent:
     return _record(gift, GiftEventType.DEAD_LETTERED, actor_label="worker", message_id=message_id)
 
 
-def gift_redriven(gift: Gift) -> GiftEvent:
-    return _record(gift, GiftEventType.REDRIVEN, actor_label="operator")
+def gift_redriven(
+    gift: Gift,
+    *,
+    operator: str,
+    actor: AbstractBaseUser | None = None,
+    message_id: str | None,
+    duplicates_deleted: int = 0,
+) -> GiftEvent:
+    """An operator sent a failed gift back to delivery; who did it is what an audit needs to know.
+
+    `operator` is the name they gave (or their OS user) for a command, the staff user's for the admin,
+    where `actor` is that user too. `message_id` is the dead letter moved back to the gift queue, None
+    when none was left and a fresh message was published instead (its `queued` event follows).
+    """
+    return _record(
+        gift,
+        GiftEventType.REDRIVEN,
+        actor=actor,
+        actor_label="operator",
+        operator=operator,
+        message_id=message_id,
+        duplicates_deleted=duplicates_deleted,
+    )
+
+
+def gift_dead_letter_purged(
+    gift: Gift,
+    *,
+    operator: str,
+    actor: AbstractBaseUser | None = None,
+    message_ids: list[str],
+    older_than_days: int,
+) -> GiftEvent:
+    """An operator deleted the gift's dead letter(s): the gift stays failed, and this row says who did it."""
+    return _record(
+        gift,
+        GiftEventType.DEAD_LETTER_PURGED,
+        actor=actor,
+        actor_label="operator",
+        operator=operator,
+        message_ids=message_ids,
+        older_than_days=older_than_days,
+    )
 
 
 def gift_held(gift: Gift, *, tier: str, release_at: str | None) -> GiftEvent:

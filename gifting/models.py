@@ -99,6 +99,8 @@ class Gift(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="gift_status_due_idx")]
+        # Redriving sends a gift to its recipient again: a staff power of its own (gifting.dead_letters).
+        permissions = [("redrive_gift", "Can redrive dead-lettered gifts")]
 
     def __str__(self) -> str:
         return f"Gift {self.id} ({self.amount} {self.currency}, {self.status})"
@@ -124,7 +126,8 @@ class GiftEventType(models.TextChoices):
     DUPLICATE_IGNORED = "duplicate_ignored"
     FAILED = "failed"
     DEAD_LETTERED = "dead_lettered"
-    REDRIVEN = "redriven"  # an operator moved its dead letter back to the gift queue
+    REDRIVEN = "redriven"  # an operator moved its dead letter back to the gift queue (or, if gone, republished it)
+    DEAD_LETTER_PURGED = "dead_letter_purged"  # an operator deleted its dead letter; the gift stays failed
     HELD = "held"  # fraud rules held it for a hold period or for approval
     APPROVED = "approved"  # a reviewer let it go
     REJECTED = "rejected"  # the rules or a reviewer refused it

@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -72,8 +73,22 @@ def gift_dead_letter(*, gift_id: uuid.UUID) -> None:
     logger.error("gift dead-lettered gift=%s", gift_id)
 
 
-def gift_requeue_for_redrive(*, gift_id: uuid.UUID) -> bool:
-    """Return a failed gift to `queued` before its dead letter goes back on the gift queue."""
+def gift_requeue_for_redrive(
+    *,
+    gift_id: uuid.UUID,
+    operator: str,
+    actor: AbstractBaseUser | None = None,
+    message_id: str | None = None,
+    duplicates_deleted: int = 0,
+) -> bool:
+    """Return a failed gift to `queued` before its dead letter goes back on the gift queue.
+
+    Only a `failed` gift moves, under its lock: two operators redriving at once
+    move it once, and a gift already queued or delivered is refused (False), so
+    its message is never sent a second time. `message_id` is the dead letter
+    about to be moved, None when a fresh message will be published instead;
+    `operator` (and the staff `actor`, from the admin) goes into the audit log.
+    """
     now = timezone.now()
     with transaction.atomic():
         try:
@@ -84,7 +99,9 @@ def gift_requeue_for_redrive(*, gift_id: uuid.UUID) -> bool:
         gift.last_published_at = now
         gift.next_attempt_at = now
         gift_move(gift, to=GiftState.QUEUED, also=["last_error", "last_published_at", "next_attempt_at"])
-        events.gift_redriven(gift)
+        events.gift_redriven(
+            gift, operator=operator, actor=actor, message_id=message_id, duplicates_deleted=duplicates_deleted
+        )
     return True
 
 

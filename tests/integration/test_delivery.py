@@ -135,7 +135,7 @@ def test_dead_letter_is_redelivered_unchanged_by_a_redrive(sqs, smtp_sink, start
     sqs_api.send_message(QueueUrl=queue_url(sqs_api, sqs_facts.GIFT_DLQ), MessageBody="a stranger's message")
 
     output = StringIO()
-    call_command("redrive_dlq", stdout=output)
+    call_command("dlq", "redrive", "--all", stdout=output)
 
     assert "1 redriven, 1 left on the DLQ" in output.getvalue()
     wait_for_status(gift, GiftStatus.DELIVERED)
