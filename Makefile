@@ -18,6 +18,7 @@ test: $(STAMP)
 	mkdir -p var
 	rm -rf var/test-metrics
 	bin/ensure-chromium
+	bin/ensure-promtool
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
 # The API fuzzed against its own schema at length (make test runs a short round of the same).
