@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from core.health import healthz, readyz
 from gifting.api import GiftDetailApi, GiftListCreateApi, TokenObtainApi
 from gifting.metrics import metrics_view
+from gifting.ops_admin import operations_view
 from gifting.views import verify_recipient
 
 urlpatterns = [
@@ -14,6 +15,7 @@ urlpatterns = [
         "admin/fraud/giftreview/",
         RedirectView.as_view(pattern_name="admin:gifting_giftreview_changelist", query_string=True),
     ),
+    path("admin/operations/", admin.site.admin_view(operations_view), name="admin-operations"),
     path("admin/", admin.site.urls),
     path("api/v1/auth/token/", TokenObtainApi.as_view(), name="api-token"),
     path("api/v1/gifts/", GiftListCreateApi.as_view(), name="gift-list"),

@@ -1,15 +1,17 @@
 """Reads of gifts: the sender's own, the history fraud's policy asks for, and counts for operators."""
 
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Min, Q, QuerySet, Sum
+from django.db.models.functions import TruncMinute
 
 from fraud.history import SenderHistory, Totals, Windows
 from gifting.events import PUBLIC_DETAIL_KEYS, PUBLIC_EVENT_TYPES
-from gifting.models import Gift, GiftStatus
+from gifting.models import Gift, GiftEvent, GiftEventType, GiftStatus, HoldReason
 
 # Gifts that count against quotas and history: everything not refused or failed.
 LIVE_STATUSES = (GiftStatus.QUEUED, GiftStatus.HELD, GiftStatus.DELIVERED)
@@ -100,3 +102,60 @@ def recipient_history(*, email: str, wallet: str) -> dict[str, int]:
         gifts=Count("id"), senders=Count("sender", distinct=True)
     )
     return {"gifts": row["gifts"], "senders": row["senders"]}
+
+
+def held_gift_counts() -> dict[str, int]:
+    """How many held gifts wait, by why (HoldReason value: approval, delay, recipient), zero included."""
+    counts = dict.fromkeys([HoldReason.APPROVAL.value, HoldReason.DELAY.value, HoldReason.RECIPIENT.value], 0)
+    for row in Gift.objects.filter(status=GiftStatus.HELD).values("hold").annotate(total=Count("id")).order_by():
+        counts[row["hold"]] = row["total"]
+    return counts
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Deliveries and failures (`delivered` and `failed` audit events) in [start, start + the bucket's length)."""
+
+    start: datetime
+    delivered: int = 0
+    failed: int = 0
+
+
+def deliveries_per_bucket(*, since: datetime, until: datetime, bucket_seconds: int = 300) -> list[Bucket]:
+    """`delivered` and `failed` events in [since, until), counted per bucket of `bucket_seconds`.
+
+    Buckets are aligned to multiples of `bucket_seconds` since the epoch (UTC), so
+    five-minute buckets start at :00, :05, …; every bucket from the one holding
+    `since` to the one holding the last instant before `until` is returned, empty
+    ones included, oldest first. The database counts per minute (TruncMinute, on
+    SQLite and PostgreSQL alike: at most 1440 rows a day whatever the volume) and
+    Python adds the minutes up, so `bucket_seconds` must be a multiple of 60.
+    """
+    if bucket_seconds < 60 or bucket_seconds % 60:
+        raise ValueError("bucket_seconds must be a positive multiple of 60")
+    if until <= since:
+        return []
+    first = _bucket_index(since, bucket_seconds)
+    last = _bucket_index(until - timedelta(microseconds=1), bucket_seconds)
+    counts = {index: {"delivered": 0, "failed": 0} for index in range(first, last + 1)}
+    rows = (
+        GiftEvent.objects.filter(type__in=[GiftEventType.DELIVERED, GiftEventType.FAILED], at__gte=since, at__lt=until)
+        .annotate(minute=TruncMinute("at", tzinfo=UTC))
+        .values("type", "minute")
+        .annotate(total=Count("id"))
+        .order_by()
+    )
+    for row in rows:
+        counts[_bucket_index(row["minute"], bucket_seconds)][row["type"]] += row["total"]
+    return [
+        Bucket(
+            start=datetime.fromtimestamp(index * bucket_seconds, tz=UTC),
+            delivered=tally["delivered"],
+            failed=tally["failed"],
+        )
+        for index, tally in counts.items()
+    ]
+
+
+def _bucket_index(moment: datetime, bucket_seconds: int) -> int:
+    return int(moment.timestamp() // bucket_seconds)
