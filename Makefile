@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test fuzz lint format setup_queues clean
+.PHONY: run test fuzz lint format setup_queues clean chaos
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The chaos run (bench/chaos.py): faults on loopback (10-20 min on two cores), then the invariants; 1 if any broke.
+chaos: $(STAMP)
+	mkdir -p var
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/chaos.py --report var/chaos-report.txt
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

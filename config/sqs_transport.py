@@ -120,7 +120,7 @@ class Channel(SQS.Channel):
         for name in options["queue_names"]:
             try:
                 url = client.get_queue_url(QueueName=sqs_name(name))["QueueUrl"]
-            except (BotoCoreError, ClientError) as exc:
+            except (BotoCoreError, ClientError, KeyError) as exc:  # KeyError: an answer without QueueUrl
                 raise SqsUnavailable(f"cannot look up queue {sqs_name(name)}: {type(exc).__name__}") from exc
             queues[sqs_name(name)] = {"url": url, **credentials}
         return queues

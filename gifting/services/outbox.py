@@ -13,17 +13,24 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from core.sqs import GIFT_DLQ
 from gifting import events, instruments
-from gifting.models import Gift, GiftState, GiftStatus
+from gifting.models import Gift, GiftEventType, GiftState, GiftStatus
 from gifting.publishing import publish_delivery
 from gifting.transitions import WrongState, gift_lock, gift_move
 
 logger = logging.getLogger(__name__)
 
 SWEEP_BATCH_SIZE = 500
+# The sweeper waits longer before each re-publication of the same gift: as long as the gift has
+# already waited, up to this. A backlog deeper than GIFT_REPUBLISH_AFTER is then not re-published
+# every sweep (which deepens the queue it waits in), while a lost message is still found soon.
+REPUBLISH_BACKOFF_MAX = timedelta(hours=1)
+# A failed gift's dead letter is accounted for by either: sent, or deleted by an operator.
+DEAD_LETTER_EVENTS = (GiftEventType.DEAD_LETTERED, GiftEventType.DEAD_LETTER_PURGED)
 
 
 def gift_publish(*, gift_id: uuid.UUID, actor_label: str = "api") -> bool:
@@ -37,8 +44,10 @@ def gift_publish(*, gift_id: uuid.UUID, actor_label: str = "api") -> bool:
         events.gift_publish_failed(gift, error=type(exc).__name__, actor_label=actor_label)
         return False
     now = timezone.now()
-    # Bookkeeping only, no state change: a conditional UPDATE needs no lock.
-    Gift.objects.filter(id=gift.id, status=GiftStatus.QUEUED).update(last_published_at=now, next_attempt_at=now)
+    # Bookkeeping only, no state change: a conditional UPDATE needs no lock. The sweeper has
+    # already set when this gift is due again (gifts_republish_stale).
+    due = {} if actor_label == "sweeper" else {"next_attempt_at": now}
+    Gift.objects.filter(id=gift.id, status=GiftStatus.QUEUED).update(last_published_at=now, **due)
     instruments.PUBLISHED.inc()
     if actor_label == "sweeper":
         instruments.REPUBLISHED.inc()
@@ -111,6 +120,9 @@ def gifts_republish_stale(*, now: datetime | None = None) -> int:
     A gift is overdue when its message should have become visible more than
     GIFT_REPUBLISH_AFTER seconds ago and it is still queued: the publish failed
     or the broker lost the message. Rows a worker holds (mid-send) are skipped.
+    Each re-publication pushes the gift's next one back by as long as the gift
+    has waited (REPUBLISH_BACKOFF_MAX at most), so copies grow geometrically
+    rarer while a backlog drains.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.GIFT_REPUBLISH_AFTER)
@@ -119,11 +131,41 @@ def gifts_republish_stale(*, now: datetime | None = None) -> int:
             Gift.objects.select_for_update(skip_locked=True)
             .filter(status=GiftStatus.QUEUED, next_attempt_at__lt=cutoff)
             .order_by("next_attempt_at")
-            .values_list("id", flat=True)[:SWEEP_BATCH_SIZE]
+            .only("id", "created_at", "next_attempt_at")[:SWEEP_BATCH_SIZE]
         )
         # Push them forward first, so a slow sweep never races the next one.
-        Gift.objects.filter(id__in=overdue).update(next_attempt_at=now)
-    published = sum(gift_publish(gift_id=gift_id, actor_label="sweeper") for gift_id in overdue)
+        for gift in overdue:
+            gift.next_attempt_at = now + min(max(now - gift.created_at, timedelta(0)), REPUBLISH_BACKOFF_MAX)
+        Gift.objects.bulk_update(overdue, ["next_attempt_at"])
+    published = sum(gift_publish(gift_id=gift.id, actor_label="sweeper") for gift in overdue)
     if overdue:
         logger.info("sweeper re-published %s of %s overdue gifts", published, len(overdue))
-    return published
+    return published + gifts_dead_letter_missing(now=now)
+
+
+def gifts_dead_letter_missing(*, now: datetime) -> int:
+    """Dead-letter failed gifts whose dead letter never reached the DLQ (SQS down, or a worker died, in between).
+
+    A gift is marked failed before its message is sent to the DLQ; this finds
+    failed gifts with no `dead_lettered` event after their last `failed` one,
+    GIFT_REPUBLISH_AFTER seconds on, and sends it. A spare copy is harmless:
+    `dlq redrive` moves one and deletes the others.
+    """
+    cutoff = now - timedelta(seconds=settings.GIFT_REPUBLISH_AFTER)
+    missing = list(
+        Gift.objects.filter(status=GiftStatus.FAILED, updated_at__lt=cutoff)
+        .annotate(
+            last_failed=Max("events__id", filter=Q(events__type=GiftEventType.FAILED)),
+            last_dead_letter=Max("events__id", filter=Q(events__type__in=DEAD_LETTER_EVENTS)),
+        )
+        .filter(Q(last_dead_letter__isnull=True) | Q(last_dead_letter__lt=F("last_failed")))
+        .values_list("id", flat=True)[:SWEEP_BATCH_SIZE]
+    )
+    sent = 0
+    for gift_id in missing:
+        try:
+            gift_dead_letter(gift_id=gift_id)
+            sent += 1
+        except Exception as exc:  # noqa: BLE001 - SQS still down: the next sweep tries again
+            logger.warning("dead letter still not sent gift=%s error=%s", gift_id, type(exc).__name__)
+    return sent

@@ -279,3 +279,34 @@ def test_gift_events_are_append_only(gift):
     with pytest.raises(AppendOnlyError):
         event.delete()
     assert GiftEvent.objects.get(gift=gift).details == {}
+
+
+def test_the_sweeper_waits_longer_before_each_copy_of_a_gift_that_keeps_waiting(make_gift, publisher):
+    """A gift waiting in a deep queue is not copied every sweep: each copy waits as long as the gift has."""
+    gift, start = make_gift(), timezone.now()
+    after = timedelta(seconds=settings.GIFT_REPUBLISH_AFTER)
+    Gift.objects.filter(id=gift.id).update(created_at=start - timedelta(minutes=10), next_attempt_at=start - after * 2)
+
+    assert outbox.gifts_republish_stale(now=start) == 1
+    gift.refresh_from_db()
+    assert gift.next_attempt_at == start + timedelta(minutes=10)  # as long as it has waited
+    assert outbox.gifts_republish_stale(now=start + after * 2) == 0  # a plain interval would copy it again
+    assert outbox.gifts_republish_stale(now=start + timedelta(minutes=10) + after * 2) == 1
+    assert publisher.calls == [gift.id, gift.id]
+
+
+def test_the_sweeper_sends_a_dead_letter_that_never_reached_the_dlq(make_gift, publisher):
+    """gift_fail committed, then SQS was down (or the worker died) before gift_dead_letter: the sweeper sends it."""
+    lost, sent, fresh = make_gift(), make_gift(), make_gift()
+    for gift in (lost, sent, fresh):
+        delivery.gift_fail(gift_id=gift.id, reason="No.", cause="permanent_error")
+    outbox.gift_dead_letter(gift_id=sent.id)
+    long_ago = timezone.now() - timedelta(seconds=settings.GIFT_REPUBLISH_AFTER + 60)
+    Gift.objects.filter(id__in=[lost.id, sent.id]).update(updated_at=long_ago)
+    publisher.calls.clear()
+
+    assert outbox.gifts_republish_stale() == 1
+
+    assert publisher.calls == [lost.id]
+    assert event_types(lost)[-2:] == ["failed", "dead_lettered"]
+    assert outbox.gifts_republish_stale() == 0  # accounted for now
