@@ -16,16 +16,15 @@ from unittest.mock import patch
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.db import connections
 from django.utils import timezone
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from core import sqs as sqs_facts
 from core.sqs import queue_depth, sqs_client
 from gifting.models import Gift, GiftEvent, GiftEventType, GiftStatus, HoldReason
 from gifting.services.intake import gift_create
 from tests.factories import gift_row
-from tests.integration.test_review_queue_browser import CHROMIUM_ARGS, chromium_executable
+from tests.integration.test_review_queue_browser import chromium_page
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -39,20 +38,8 @@ RED = "rgb(186, 33, 33)"  # the admin's --error-fg
 @pytest.fixture
 def browser_page(monkeypatch):
     """A page in a fresh headless Chromium at 1440 by 900, closed after the test."""
-    executable = chromium_executable()
-    # Playwright's sync API marks an asyncio loop as running on this thread; the
-    # test's ORM calls are plain blocking calls in one thread (see the review queue test).
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.set_default_timeout(15_000)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
-            connections.close_all()
+    with chromium_page(monkeypatch, width=1440, height=900) as page:
+        yield page
 
 
 def record_history(sender, *, now: datetime) -> set[datetime]:

@@ -7,6 +7,8 @@ CHROMIUM_PATH points elsewhere on other machines.
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from email.message import Message
 from pathlib import Path
@@ -56,9 +58,9 @@ def chromium_executable() -> str:
     return path
 
 
-@pytest.fixture
-def browser_page(monkeypatch):
-    """A page in a fresh headless Chromium, closed after the test."""
+@contextmanager
+def chromium_page(monkeypatch, *, width: int, height: int) -> Iterator[Page]:
+    """A page in a fresh headless Chromium with this viewport, closed afterwards."""
     executable = chromium_executable()
     # Playwright's sync API keeps an asyncio loop marked as running on this
     # thread, so Django refuses ORM calls from the test body. They are plain
@@ -66,7 +68,7 @@ def browser_page(monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1920, "height": 1080})
+        context = browser.new_context(viewport={"width": width, "height": height})
         context.set_default_timeout(15_000)
         try:
             yield context.new_page()
@@ -77,6 +79,12 @@ def browser_page(monkeypatch):
             # context, not per thread: the test body got connections of its own.
             # Close them, or they keep PostgreSQL's test database from being dropped.
             connections.close_all()
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    with chromium_page(monkeypatch, width=1920, height=1080) as page:
+        yield page
 
 
 @pytest.fixture
