@@ -5,13 +5,18 @@ A 400 for invalid input keeps DRF's field-error shape; every other error is
 status answers which ErrorCode.
 """
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from core.errors import ApplicationError, ErrorCode
+
+logger = logging.getLogger(__name__)
 
 HTTP_STATUS = {
     ErrorCode.NOT_AUTHENTICATED: status.HTTP_401_UNAUTHORIZED,
@@ -51,9 +56,23 @@ def error_response(exc: ApplicationError) -> Response:
     return Response({"code": exc.code, "detail": exc.detail}, status=HTTP_STATUS[exc.code], headers=headers)
 
 
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
         return error_response(exc)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database went away mid-request (a failover, killed connections). Nothing was committed,
+        # so the client may retry, with the same Idempotency-Key: a 503, not a 500.
+        logger.error("database unavailable during a request error=%s", type(exc).__name__)
+        return error_response(
+            ApplicationError(
+                code=ErrorCode.SERVICE_UNAVAILABLE,
+                detail="We cannot take this request right now. Try again shortly.",
+                retry_after=DATABASE_RETRY_AFTER_SECONDS,
+            )
+        )
     if isinstance(exc, RequestDataTooBig):
         # Django refuses a body whose Content-Length is over DATA_UPLOAD_MAX_MEMORY_SIZE, before
         # reading it, when DRF asks for request.body; left to Django it would be an HTML 400.

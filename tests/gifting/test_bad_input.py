@@ -264,3 +264,25 @@ def test_the_token_endpoint_is_documented_as_json_only(schema):
     op = operation(schema, "post", TOKEN)
     assert set(op["requestBody"]["content"]) == {"application/json"}
     assert response_schema(schema, op, "200")["required"] == ["token"]
+
+
+def test_a_database_gone_mid_request_is_a_503_to_retry_not_a_500(auth_client, monkeypatch):
+    """Killed connections or a failover: nothing was committed, so the same request may be sent again."""
+    from django.db import OperationalError
+
+    from gifting import api
+
+    def database_gone(**kwargs):
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(api, "gift_create", database_gone)
+    body = {"recipient_email": "bob@example.com", "amount": "25.00", "currency": "EUR"}
+
+    response = auth_client.post("/api/v1/gifts/", body, format="json", HTTP_IDEMPOTENCY_KEY="db-gone-1")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"
+    assert response["Retry-After"] == "5"
+    monkeypatch.undo()
+    retried = auth_client.post("/api/v1/gifts/", body, format="json", HTTP_IDEMPOTENCY_KEY="db-gone-1")
+    assert retried.status_code == 202
