@@ -39,3 +39,13 @@ def test_an_allowed_network_scrapes_without_credentials(db, settings):
     settings.METRICS_ALLOWED_NETS = ["10.0.0.0/8"]
     assert scrape("10.1.2.3").status_code == 200
     assert scrape("11.1.2.3").status_code == 401
+
+
+def test_api_latency_is_measured_by_route_method_and_status_never_by_path(db, auth_client):
+    gift_id = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    auth_client.get(f"/api/v1/gifts/{gift_id}/")
+
+    body = scrape("127.0.0.1").content.decode()
+
+    assert 'api_request_duration_seconds_count{method="GET",route="api/v1/gifts/<str:gift_id>/",status="404"}' in body
+    assert gift_id not in body
