@@ -45,7 +45,11 @@ class Gunicorn:
              "config.wsgi", "--bind", self.url.removeprefix("http://"), "--workers", "2"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        wait_until(self._answers, timeout=60, message="gunicorn did not start")
+        try:
+            wait_until(self._answers, timeout=60, message="gunicorn did not start")
+        except BaseException:
+            self.stop()  # never leave a server behind a failed test
+            raise
 
     def _answers(self) -> bool:
         try:
