@@ -228,17 +228,12 @@ def stored_keys(sender_ids: list[int]) -> dict[tuple[int, str], str | None]:
 
 def patient_sqs_client():
     """An SQS client for the final checks: moto answers slowly with thousands of messages queued."""
-    import boto3
     from botocore.config import Config
-    from django.conf import settings
 
-    return boto3.client(
-        "sqs",
-        region_name=settings.AWS_REGION,
-        endpoint_url=settings.SQS_ENDPOINT_URL,
-        aws_access_key_id=settings.AWS_ACCESS_KEY_ID,
-        aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY,
-        config=Config(connect_timeout=5, read_timeout=120, retries={"max_attempts": 5, "mode": "standard"}),
+    from core.sqs import sqs_client
+
+    return sqs_client(
+        config=Config(connect_timeout=5, read_timeout=120, retries={"max_attempts": 5, "mode": "standard"})
     )
 
 

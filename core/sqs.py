@@ -38,15 +38,15 @@ def client_config(*, wait_time_seconds: int) -> dict:
     }
 
 
-def sqs_client():
-    """A boto3 SQS client for the configured endpoint, region and credentials."""
+def sqs_client(*, config: Config | None = None):
+    """A boto3 SQS client for the configured endpoint, region and credentials; `config` replaces client_config()."""
     return boto3.client(
         "sqs",
         region_name=settings.AWS_REGION,
         endpoint_url=settings.SQS_ENDPOINT_URL,
         aws_access_key_id=settings.AWS_ACCESS_KEY_ID,
         aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY,
-        config=Config(**client_config(wait_time_seconds=settings.SQS_WAIT_TIME_SECONDS)),
+        config=config or Config(**client_config(wait_time_seconds=settings.SQS_WAIT_TIME_SECONDS)),
     )
 
 
