@@ -152,6 +152,7 @@ class GiftEvent(models.Model):
     actor_label = models.CharField(max_length=64, help_text="'user', 'worker', 'sweeper' …")
     request_id = models.CharField(max_length=64, blank=True, default="")
     details = models.JSONField(default=dict, blank=True)
+    chain_hash = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["at", "id"]
