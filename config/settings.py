@@ -283,6 +283,14 @@ FRAUD_FANIN_WINDOW = env.int("FRAUD_FANIN_WINDOW", default=86400)
 FRAUD_REVIEW_SCORE = env.int("FRAUD_REVIEW_SCORE", default=50)
 FRAUD_REJECT_SCORE = env.int("FRAUD_REJECT_SCORE", default=100)
 
+# --- Data protection ------------------------------------------------------------
+# Fernet keys, comma-separated, newest first (core/crypto.py), and the key of the
+# keyed hashes (blind indexes) that stand in for encrypted values in lookups.
+DEV_FIELD_ENCRYPTION_KEY = "ZGV2LW9ubHktZmllbGQta2V5LW5vdC1mb3ItcHJvZCE="  # noqa: S105 - refused when DEBUG is off
+DEV_BLIND_INDEX_KEY = "dev-only-blind-index-key-not-for-production"  # noqa: S105 - refused when DEBUG is off
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[DEV_FIELD_ENCRYPTION_KEY])
+BLIND_INDEX_KEY = env.str("BLIND_INDEX_KEY", default=DEV_BLIND_INDEX_KEY)
+
 # Where people reach this site: the base of links in emails (recipient verification).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
