@@ -162,13 +162,14 @@ def create_senders(count: int, run: str) -> list[tuple[int, str]]:
     """(user id, API token) of `count` senders whose accounts are a month old (no new_account signal)."""
     from django.contrib.auth import get_user_model
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
+
+    from accounts.services import api_token_create
 
     senders = []
     for number in range(count):
         user = get_user_model().objects.create_user(username=f"chaos-{run}-{number}", password=None)
         get_user_model().objects.filter(pk=user.pk).update(date_joined=timezone.now() - timedelta(days=30))
-        senders.append((user.pk, Token.objects.create(user=user).key))
+        senders.append((user.pk, api_token_create(user=user).token))
     return senders
 
 

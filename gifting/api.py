@@ -3,11 +3,8 @@
 import uuid
 
 from django.conf import settings
-from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.authtoken.models import Token
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -16,16 +13,13 @@ from rest_framework.views import APIView
 
 from core.access_log import add_log_fields
 from core.errors import ErrorCode
-from core.parsers import SafeJSONParser
-from core.ratelimit import enforce_rate_limit, raise_if_locked_out
+from core.ratelimit import enforce_rate_limit
 from gifting import idempotency
 from gifting.selectors import gift_get_for_user, gift_list_for_user
 from gifting.serializers import (
     GiftCreateInputSerializer,
     GiftDetailOutputSerializer,
     GiftOutputSerializer,
-    TokenInputSerializer,
-    TokenOutputSerializer,
 )
 from gifting.services.intake import gift_create
 
@@ -183,49 +177,3 @@ class GiftDetailApi(APIView):
         if gift is None:
             raise NotFound("No such gift.")
         return Response(GiftDetailOutputSerializer(gift).data)
-
-
-class TokenObtainApi(ObtainAuthToken):
-    """POST {username, password} → {token}; wrong credentials → 400; locked out by django-axes → 429."""
-
-    authentication_classes = []
-    permission_classes = []
-    # JSON only (ObtainAuthToken also takes forms and multipart uploads): anyone may call
-    # this endpoint, so a large upload is refused (415, or 413) before it is read.
-    parser_classes = [SafeJSONParser]
-    serializer_class = TokenInputSerializer
-
-    def get_serializer_context(self) -> dict:
-        # django-axes records failures from, and flags lockouts on, the request given to
-        # authenticate(). Give it Django's HttpRequest, as it expects, not DRF's wrapper:
-        # attributes set on the wrapper would not reach raise_if_locked_out or AxesMiddleware.
-        return {**super().get_serializer_context(), "request": self.request._request}
-
-    @extend_schema(
-        request=TokenInputSerializer,
-        responses={
-            200: TokenOutputSerializer,
-            400: FIELD_ERRORS,
-            413: PAYLOAD_TOO_LARGE,
-            415: UNSUPPORTED_MEDIA_TYPE,
-            429: error_response(
-                "Too many requests from this address (rate_limited), or too many failed logins (locked_out).",
-                ErrorCode.RATE_LIMITED,
-                ErrorCode.LOCKED_OUT,
-            ),
-            503: LIMITS_UNAVAILABLE,
-        },
-        parameters=[RETRY_AFTER],
-    )
-    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
-        enforce_rate_limit(request, group="auth-token:ip", key="ip", rate=settings.RATELIMIT_TOKEN_IP)
-        serializer = self.get_serializer(data=request.data)
-        if not serializer.is_valid():
-            raise_if_locked_out(request._request)
-            raise ValidationError(serializer.errors)
-        user = serializer.validated_data["user"]
-        # Getting a token is logging in: axes forgets the client's failures (AXES_RESET_ON_SUCCESS)
-        # and logs the access, and Django updates last_login.
-        user_logged_in.send(sender=type(user), request=request._request, user=user)
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})

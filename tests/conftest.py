@@ -6,8 +6,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from tests.factories import api_token
 
 _usernames = itertools.count(1)
 
@@ -59,5 +60,5 @@ def api_client() -> APIClient:
 def auth_client(user) -> APIClient:
     """An API client authenticated as `user` with a token."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client

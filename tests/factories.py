@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from accounts.models import ApiToken
 from gifting.models import Gift, GiftStatus, HoldReason
 
 
@@ -18,3 +19,9 @@ def gift_row(sender, **fields) -> Gift:
         "next_attempt_at": timezone.now(),
     }
     return Gift.objects.create(sender=sender, **{**defaults, **fields})
+
+
+def api_token(user) -> str:
+    """A fresh API token for `user` (knox stores its digest; it expires after API_TOKEN_TTL)."""
+    _, token = ApiToken.objects.create(user=user)
+    return token

@@ -10,10 +10,10 @@ import django_ratelimit.core
 import pytest
 from axes.models import AccessAttempt
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from gifting.models import Gift
+from tests.factories import api_token
 
 GIFTS = "/api/v1/gifts/"
 TOKEN = "/api/v1/auth/token/"
@@ -38,7 +38,7 @@ def generous_limits(settings):
 
 def client_for(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

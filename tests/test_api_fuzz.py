@@ -21,7 +21,6 @@ from django.core.cache import cache
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, transaction
 from hypothesis import HealthCheck
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -32,6 +31,7 @@ from schemathesis.checks import (
 
 from config.wsgi import application
 from gifting.idempotency import validate_key
+from tests.factories import api_token
 
 # Hypothesis keeps caches in ./.hypothesis unless told otherwise; keep them under var/ with the other local state.
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(__file__).resolve().parents[1] / "var" / "hypothesis"))
@@ -87,7 +87,7 @@ def relaxed_limits(settings):
 
 @pytest.fixture
 def token(make_user, relaxed_limits, keep_db_connection) -> str:
-    return Token.objects.create(user=make_user()).key
+    return api_token(make_user())
 
 
 def prepare(case: schemathesis.Case, token: str) -> None:

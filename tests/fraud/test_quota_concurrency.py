@@ -5,10 +5,10 @@ import uuid
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from gifting.models import Gift
+from tests.factories import api_token
 
 PARALLEL_REQUESTS = 20
 DAILY_COUNT = 5
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(
 def test_parallel_requests_never_exceed_the_daily_quota(transactional_db, settings, make_user):
     settings.FRAUD_DAILY_COUNT = DAILY_COUNT
     sender = make_user()
-    token = Token.objects.create(user=sender).key
+    token = api_token(sender)
     start = threading.Barrier(PARALLEL_REQUESTS)
     responses = []
 

@@ -29,7 +29,7 @@ def test_token_for_correct_credentials(api_client, make_user):
     make_user(username="bob", password="s3cret-enough-pass")
     response = api_client.post(TOKEN, {"username": "bob", "password": "s3cret-enough-pass"}, format="json")
     assert response.status_code == 200
-    assert set(response.json()) == {"token"}
+    assert set(response.json()) == {"token", "expires_at"}
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
     assert api_client.get(GIFTS).status_code == 200
 

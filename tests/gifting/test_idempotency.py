@@ -6,7 +6,6 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core.errors import ApplicationError, ErrorCode
@@ -14,6 +13,7 @@ from core.exception_handler import HTTP_STATUS
 from gifting import idempotency
 from gifting.models import Gift, IdempotencyKey
 from gifting.services import delivery, intake
+from tests.factories import api_token
 
 GIFTS = "/api/v1/gifts/"
 BODY = {"recipient_email": "recipient@example.com", "amount": "25.00", "currency": "EUR", "message": "Hi"}
@@ -184,7 +184,7 @@ def test_a_claim_younger_than_the_abandon_limit_is_still_in_flight(auth_client, 
 
 def test_keys_are_scoped_to_the_user(auth_client, make_user):
     other_client = APIClient()
-    other_client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user()).key}")
+    other_client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(make_user())}")
 
     mine, theirs = post_gift(auth_client), post_gift(other_client)
 

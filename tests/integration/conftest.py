@@ -25,11 +25,11 @@ from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.db import connection
 from moto.server import ThreadedMotoServer
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core import sqs as sqs_facts
 from core.sqs import setup_queues, sqs_client
+from tests.factories import api_token
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,7 +177,7 @@ def client(transactional_db, make_user) -> APIClient:
     """An API client with a sender's token (in place of pytest-django's plain client)."""
     sender = make_user(first_name="Alice", last_name="Sender")
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=sender).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(sender)}")
     return api
 
 

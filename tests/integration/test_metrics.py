@@ -16,10 +16,10 @@ import pytest
 import requests
 from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
-from rest_framework.authtoken.models import Token
 
 from core.sqs import GIFT_QUEUE, queue_url, sqs_client
 from gifting.models import Gift, GiftStatus
+from tests.factories import api_token
 from tests.integration.conftest import ROOT, _database_url
 from tests.integration.test_delivery import wait_for_status
 from tests.waiting import wait_until
@@ -91,7 +91,7 @@ def test_counters_and_histograms_add_up_across_processes(
 ):
     metrics_dir = tmp_path / "metrics"
     env = {**os.environ, "DATABASE_URL": _database_url(), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    token = Token.objects.create(user=make_user()).key
+    token = api_token(make_user())
     web = Gunicorn(env, tmp_path / "gunicorn.log")
 
     def post_gift() -> Gift:

@@ -18,11 +18,11 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.db import connections
 from playwright.sync_api import Page, expect, sync_playwright
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from gifting.models import GiftEvent, GiftEventType, GiftStatus
 from gifting.services.intake import gift_create
+from tests.factories import api_token
 from tests.integration.test_delivery import DELIVERY_TIMEOUT, wait_for_status
 from tests.waiting import wait_until
 from vouchers.models import Voucher
@@ -191,7 +191,7 @@ def test_reviewer_approves_one_held_gift_and_rejects_another_in_the_browser(
     assert rejected.details["review_reason"] == reason
 
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=sender).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(sender)}")
     response = api.get(f"/api/v1/gifts/{gift_b.id}/")
     assert response.status_code == 200
     assert response.json()["status"] == "rejected"
