@@ -4,10 +4,13 @@ A key is scoped to the user and remembered for IDEMPOTENCY_KEY_TTL seconds.
 The same key with an equivalent body replays the stored response; with a
 different body it is refused (422); while the first request is still being
 processed it is refused too (409). The response is stored in the same
-transaction as the work it describes, so a crash leaves neither.
+transaction as the work it describes, so a crash leaves neither. The stored
+response is encrypted at rest (it holds the gift's message), its request's
+fingerprint keyed.
 """
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.crypto import derived_key
 from core.errors import ApplicationError, ErrorCode
 from gifting.models import Gift, IdempotencyKey
 
@@ -47,9 +51,14 @@ def validate_key(raw: str | None) -> str:
 
 
 def fingerprint(body: Any) -> str:
-    """The same digest for JSON-equivalent bodies (key order and spacing do not matter)."""
+    """The same digest for JSON-equivalent bodies (key order and spacing do not matter).
+
+    Keyed (HMAC under a key derived from BLIND_INDEX_KEY): the body holds the
+    recipient and the message, and a plain hash of such guessable data would let
+    anyone with a database dump confirm a guess.
+    """
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(derived_key("idempotency-fingerprint"), canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def _key_in_use() -> ApplicationError:

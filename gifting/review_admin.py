@@ -174,7 +174,7 @@ class GiftReviewAdmin(ReadOnlyAdmin):
 
     @admin.display(description="recipient's gifts")
     def recipient_history(self, gift) -> str:
-        history = selectors.recipient_history(email=gift.recipient_email, wallet=gift.recipient_wallet)
+        history = selectors.recipient_history(recipient_index=gift.recipient_index)
         gifts, senders = history["gifts"], history["senders"]
         return f"{gifts} gift{pluralize(gifts)} from {senders} sender{pluralize(senders)}"
 

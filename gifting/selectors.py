@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncMinute
 
+from core import crypto
 from fraud.history import SenderHistory, Totals, Windows
 from gifting.events import PUBLIC_DETAIL_KEYS, PUBLIC_EVENT_TYPES
 from gifting.models import Gift, GiftEvent, GiftEventType, GiftStatus, HoldReason
@@ -54,8 +55,8 @@ def oldest_queued_gift_age_seconds(*, now: datetime) -> float:
 
 
 def _to_recipient(*, email: str, wallet: str) -> Q:
-    """Gifts to this recipient: emails compared case-insensitively, wallets as stored (checksummed)."""
-    return Q(recipient_email__iexact=email) if email else Q(recipient_wallet=wallet)
+    """Gifts to this recipient in its canonical form (core.recipients), found by the blind index."""
+    return Q(recipient_index=crypto.recipient_index(email=email, wallet=wallet))
 
 
 def _sender_totals(sender: AbstractBaseUser, *, since: datetime, until: datetime | None = None) -> Totals:
@@ -96,9 +97,9 @@ def sender_history(*, sender_id: int) -> dict[str, int]:
     return {row["status"]: row["total"] for row in rows}
 
 
-def recipient_history(*, email: str, wallet: str) -> dict[str, int]:
-    """How many gifts and distinct senders a recipient has had, for reviewers."""
-    row = Gift.objects.filter(_to_recipient(email=email, wallet=wallet)).aggregate(
+def recipient_history(*, recipient_index: str) -> dict[str, int]:
+    """How many gifts and distinct senders a recipient (a gift's `recipient_index`) has had, for reviewers."""
+    row = Gift.objects.filter(recipient_index=recipient_index).aggregate(
         gifts=Count("id"), senders=Count("sender", distinct=True)
     )
     return {"gifts": row["gifts"], "senders": row["senders"]}

@@ -8,6 +8,6 @@ from vouchers.models import Voucher
 class VoucherAdmin(ReadOnlyAdmin):
     list_display = ["id", "gift", "amount", "currency", "status", "expires_at", "created_at"]
     list_filter = ["status", "currency"]
-    # The code is a bearer secret: staff see that a voucher exists, not its code.
-    exclude = ["code"]
+    # The code is a bearer secret: staff see that a voucher exists, not its code (nor its blind index).
+    exclude = ["code", "code_index"]
     readonly_fields = ["gift", "amount", "currency", "status", "expires_at", "created_at"]

@@ -1,9 +1,16 @@
-"""Vouchers: what a gift turns into. Exactly one per gift, enforced by the database."""
+"""Vouchers: what a gift turns into. Exactly one per gift, enforced by the database.
+
+The code is a bearer secret: encrypted at rest (core.crypto). Lookups and its
+uniqueness go through `code_index`, its blind index (vouchers.codes.code_index).
+"""
 
 import uuid
 
 from django.db import models
 from django.db.models import Q
+
+from core.crypto import EncryptedTextField
+from vouchers.codes import code_index
 
 
 class VoucherStatus(models.TextChoices):
@@ -15,7 +22,8 @@ class VoucherStatus(models.TextChoices):
 class Voucher(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     gift = models.OneToOneField("gifting.Gift", on_delete=models.PROTECT, related_name="voucher")
-    code = models.CharField(max_length=32, unique=True)
+    code = EncryptedTextField(max_length=32)
+    code_index = models.CharField(max_length=64, unique=True, editable=False)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=16, choices=VoucherStatus.choices, default=VoucherStatus.ISSUED)
@@ -31,3 +39,8 @@ class Voucher(models.Model):
 
     def __str__(self) -> str:
         return f"Voucher for gift {self.gift_id} ({self.status})"
+
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding:  # a voucher's code never changes
+            self.code_index = code_index(self.code)
+        super().save(*args, **kwargs)
