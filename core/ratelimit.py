@@ -19,14 +19,19 @@ logger = logging.getLogger(__name__)
 
 
 class RateLimited(ApplicationError):
-    """429 rate_limited, with Retry-After: the seconds until the limit's window resets."""
+    """429 rate_limited, with Retry-After: the seconds until the limit's window resets.
 
-    def __init__(self, *, retry_after: int) -> None:
+    `first_in_window` is true for the first request refused in a window: what an
+    audit log records, so that a flood of refusals does not become a flood of writes.
+    """
+
+    def __init__(self, *, retry_after: int, first_in_window: bool = False) -> None:
         super().__init__(
             code=ErrorCode.RATE_LIMITED,
             detail=f"Too many requests. Try again in {retry_after} seconds.",
             retry_after=retry_after,
         )
+        self.first_in_window = first_in_window
 
 
 class LimitsUnavailable(ApplicationError):
@@ -69,7 +74,7 @@ def enforce_rate_limit(request: HttpRequest | Request, *, group: str, key: str, 
     # now. time_left is -1 when the cache failed: never ask for less than a second.
     retry_after = max(1, usage["time_left"] + 1)
     logger.warning("rate limited group=%s retry_after=%s", group, retry_after)
-    raise RateLimited(retry_after=retry_after)
+    raise RateLimited(retry_after=retry_after, first_in_window=usage["count"] == usage["limit"] + 1)
 
 
 def raise_if_locked_out(request: HttpRequest) -> None:
@@ -82,6 +87,13 @@ def raise_if_locked_out(request: HttpRequest) -> None:
     if not getattr(request, "axes_locked_out", False):
         return
     request.axes_locked_out = False
-    # Each attempt while locked out restarts the cool-off (axes's default), so it ends at most this far away.
+    raise LockedOut(retry_after=cool_off_seconds(request))
+
+
+def cool_off_seconds(request: HttpRequest) -> int | None:
+    """How long a django-axes lockout lasts, for Retry-After; None when it lasts until staff lift it.
+
+    Each attempt while locked out restarts the cool-off (axes's default), so it ends at most this far away.
+    """
     cool_off = get_cool_off(request)
-    raise LockedOut(retry_after=int(cool_off.total_seconds()) if cool_off else None)
+    return int(cool_off.total_seconds()) if cool_off else None

@@ -1,7 +1,22 @@
-"""The gift audit log: one small function per event type, each appending one row."""
+"""The gift audit log: one small function per event type, each appending one row to the gift's chain.
+
+Each event carries a keyed hash chained to the previous event of the same gift
+(audit.chain): `manage.py verify_audit_log` recomputes the chains and names the
+first broken link. One chain per gift, not one for the whole log, so events of
+different gifts never wait for each other.
+"""
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
 
+from audit.chain import BrokenLink, Link, chain_check, chain_key, gift_anchor, link_hash, timestamp
 from core.request_id import current_request_id
 from gifting.models import Gift, GiftEvent, GiftEventType
 
@@ -25,15 +40,44 @@ PUBLIC_EVENT_TYPES = frozenset(
 PUBLIC_DETAIL_KEYS = frozenset({"attempt", "reason", "retry_at"})
 
 
+def event_link_fields(event: GiftEvent) -> dict[str, Any]:
+    """What an event's chain_hash covers: every field but its id and the hash itself."""
+    return {
+        "gift": str(event.gift_id),
+        "type": str(event.type),
+        "at": timestamp(event.at),
+        "actor": event.actor_id,
+        "actor_label": event.actor_label,
+        "request_id": event.request_id,
+        "details": event.details,
+    }
+
+
 def _record(gift: Gift, type_: str, *, actor: AbstractBaseUser | None = None, actor_label: str, **details) -> GiftEvent:
-    return GiftEvent.objects.create(
+    event = GiftEvent(
         gift=gift,
         type=type_,
         actor=actor,
         actor_label=actor_label,
         request_id=current_request_id(),
-        details=details,
+        # As the database will give it back (a tuple comes back a list), so the hash matches on reading.
+        details=json.loads(json.dumps(details)),
     )
+    with transaction.atomic(savepoint=False):
+        # The gift's row lock puts one gift's events in a single file: no two can follow the same
+        # predecessor. It is the lock gifting.transitions takes first, so callers that already hold it
+        # (every state change) lose nothing, and callers that hold no lock (publishing, dead letters)
+        # take no other lock after it. The head is read after the lock, in a statement of its own, so it
+        # sees an event committed by whoever held the lock before.
+        Gift.objects.select_for_update().filter(pk=gift.pk).values_list("pk").get()
+        previous = (
+            GiftEvent.objects.filter(gift_id=gift.pk).order_by("-id").values_list("chain_hash", flat=True).first()
+        )
+        event.at = timezone.now()
+        anchor = gift_anchor(gift.pk) if previous is None else previous
+        event.chain_hash = link_hash(anchor, event_link_fields(event), key=chain_key())
+        event.save()
+    return event
 
 
 def gift_created(gift: Gift, *, actor: AbstractBaseUser) -> GiftEvent:
@@ -159,3 +203,55 @@ def gift_verification_sent(gift: Gift) -> GiftEvent:
 
 def gift_recipient_confirmed(gift: Gift) -> GiftEvent:
     return _record(gift, GiftEventType.RECIPIENT_CONFIRMED, actor_label="recipient")
+
+
+# --- Integrity ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GiftChainBreak:
+    """The first gift whose chain does not hold: at `link` (None when the gift has no events at all)."""
+
+    gift_id: uuid.UUID
+    link: BrokenLink | None
+
+
+@dataclass(frozen=True)
+class GiftChainsCheck:
+    gifts: int
+    events: int
+    broken: GiftChainBreak | None
+
+
+def _gift_id_batches(batch_size: int) -> Iterator[list[uuid.UUID]]:
+    last = None
+    while True:
+        ids = Gift.objects.order_by("id").values_list("id", flat=True)
+        batch = list((ids if last is None else ids.filter(id__gt=last))[:batch_size])
+        if not batch:
+            return
+        yield batch
+        last = batch[-1]
+
+
+def gift_event_chains_check(*, batch_size: int = 500) -> GiftChainsCheck:
+    """Recompute every gift's chain, `batch_size` gifts at a time; stop at the first broken one.
+
+    Every gift has at least its `created` event, written in the transaction that
+    stored it: a gift without events has lost its whole trail.
+    """
+    key = chain_key()
+    gifts = events = 0
+    for batch in _gift_id_batches(batch_size):
+        links: dict[uuid.UUID, list[Link]] = {gift_id: [] for gift_id in batch}
+        for event in GiftEvent.objects.filter(gift_id__in=batch).order_by("gift_id", "id"):
+            links[event.gift_id].append(Link(event.id, event.chain_hash, event_link_fields(event)))
+        for gift_id in batch:
+            if not links[gift_id]:
+                return GiftChainsCheck(gifts=gifts, events=events, broken=GiftChainBreak(gift_id, None))
+            check = chain_check(links[gift_id], anchor=gift_anchor(gift_id), key=key)
+            events += check.rows
+            if check.broken is not None:
+                return GiftChainsCheck(gifts=gifts, events=events, broken=GiftChainBreak(gift_id, check.broken))
+            gifts += 1
+    return GiftChainsCheck(gifts=gifts, events=events, broken=None)
