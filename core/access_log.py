@@ -1,4 +1,8 @@
-"""One log line per request: request id, user, method, path, status, latency, and what the view adds."""
+"""One log line per request: request id, user, method, path, status, latency, and what the view adds.
+
+This is the web's only access log (the Procfile gives gunicorn none): the path is logged with its
+secrets redacted (a confirmation link's token), and no header or body is ever logged.
+"""
 
 import logging
 import time
@@ -7,6 +11,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import Histogram
 from rest_framework.request import Request
+
+from core.logging import redact_secrets
 
 logger = logging.getLogger("gift_a_voucher.access")
 
@@ -54,7 +60,7 @@ class AccessLogMiddleware:
         logger.info(
             "request method=%s path=%s status=%s user=%s latency_ms=%.1f%s",
             request.method,
-            request.path,
+            redact_secrets(request.path),
             response.status_code,
             user.pk if user is not None and user.is_authenticated else "-",
             (time.perf_counter() - started) * 1000,

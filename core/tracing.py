@@ -15,8 +15,10 @@ The trace context rides in each Celery message's headers (`traceparent`, beside 
 so one trace runs from the API request through the SQS publish to the worker's task and its
 SMTP send. No personal data leaves the process: every span passes through `_redact` before
 export, which drops client addresses, user agents, full URLs (the route template stays),
-captured headers and exception messages and stacktraces (their type stays); the instrumentations
-never record request bodies, and a delivery message names a gift id only.
+captured headers and exception messages and stacktraces (their type stays), and runs the span
+name and every remaining string attribute through core.logging.redact_secrets (a confirmation
+link's token, a credential); the instrumentations never record request bodies, and a delivery
+message names a gift id only.
 
 core imports neither config nor any app: config/wsgi.py and config/celery.py call
 `configure_tracing`. When it is off, the OpenTelemetry SDK and instrumentations are not imported.
@@ -30,6 +32,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
+
+from core.logging import redact_secrets
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -188,14 +192,25 @@ def _is_private(key: str) -> bool:
     return key in PRIVATE_ATTRIBUTES or key.startswith(PRIVATE_ATTRIBUTE_PREFIXES)
 
 
+def _scrubbed(value: object) -> object:
+    """An attribute value with any secret core.logging knows (a link's token, a credential) redacted."""
+    if isinstance(value, str):
+        return redact_secrets(value)
+    if isinstance(value, tuple | list):
+        return tuple(redact_secrets(item) if isinstance(item, str) else item for item in value)
+    return value
+
+
 def _redact(span: ReadableSpan) -> ReadableSpan:
     """The span without personal data: see the module docstring. Unchanged when it has none."""
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.trace import Status
 
-    attributes = dict(span.attributes or {})
+    original = dict(span.attributes or {})
+    attributes = {key: _scrubbed(value) for key, value in original.items() if not _is_private(key)}
+    name = redact_secrets(span.name)
     exceptions = [event for event in span.events if event.name == "exception"]
-    if not any(_is_private(key) for key in attributes) and not exceptions and not span.status.description:
+    if attributes == original and name == span.name and not exceptions and not span.status.description:
         return span
     events = [
         Event(event.name, {key: value for key, value in event.attributes.items() if key in EXCEPTION_EVENT_KEPT},
@@ -203,11 +218,11 @@ def _redact(span: ReadableSpan) -> ReadableSpan:
         for event in span.events
     ]  # fmt: skip
     return ReadableSpan(
-        name=span.name,
+        name=name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes={key: value for key, value in attributes.items() if not _is_private(key)},
+        attributes=attributes,
         events=events,
         links=span.links,
         kind=span.kind,

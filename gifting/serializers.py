@@ -8,8 +8,8 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.authtoken.serializers import AuthTokenSerializer
 
+from core.recipients import InvalidRecipient, canonical_email
 from gifting.models import GiftStatus
 from gifting.selectors import gift_public_timeline
 from gifting.wallets import normalize_wallet
@@ -22,12 +22,25 @@ class StringOnlyMixin:
     `{"message": 0}` and `{"message": "0"}` the same gift, and the schema a lie.
     """
 
-    default_error_messages = {"not_a_string": "Not a valid string."}
+    default_error_messages = {"not_a_string": "Expected a JSON string, not {kind}."}
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
-            self.fail("not_a_string")
+            self.fail("not_a_string", kind=json_kind(data))
         return super().to_internal_value(data)
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words, for error messages."""
+    if isinstance(value, bool):  # before int: True is an int in Python
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 class StrictCharField(StringOnlyMixin, serializers.CharField):
@@ -36,6 +49,20 @@ class StrictCharField(StringOnlyMixin, serializers.CharField):
 
 class StrictEmailField(StringOnlyMixin, serializers.EmailField):
     pass
+
+
+class RecipientEmailField(StrictEmailField):
+    """Django's EmailValidator, then what core.recipients refuses: dotless and IP-address hosts, look-alike domains.
+
+    The address is kept as typed (delivery goes to it); only rules and history use its canonical form.
+    """
+
+    def run_validators(self, value: str) -> None:
+        super().run_validators(value)  # EmailValidator first: a malformed address gets its message alone
+        try:
+            canonical_email(value)
+        except InvalidRecipient as exc:
+            raise serializers.ValidationError(str(exc)) from exc
 
 
 class CurrencyField(StrictCharField):
@@ -61,7 +88,9 @@ class CurrencyFieldSchema(OpenApiSerializerFieldExtension):
 
 # What the schema tells a client to send: > 0, at most 10 digits before the point and 2 after.
 AMOUNT_PATTERN = r"^(0\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{0,9}(\.[0-9]{1,2})?)$"
-# What AmountField reads as a decimal string; DRF then checks the sign, digits and places.
+# What AmountField reads as a decimal string: ASCII digits only (re's [0-9] is ASCII, unlike \d),
+# an optional minus (so "-5" gets DRF's "greater than" message), at most one point with digits on
+# both sides. DRF then checks the sign, digits and places.
 _DECIMAL_STRING = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
@@ -69,17 +98,26 @@ _DECIMAL_STRING = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 class AmountField(serializers.DecimalField):
     """DRF's DecimalField, reading strings only in plain decimal notation.
 
-    Python's Decimal would also read " 5", "1e3", "1_000" or Arabic-Indic digits as
-    numbers; none of them is the contract's decimal string. JSON numbers are still
-    accepted, as they always were.
+    Python's Decimal would also read " 5", "5 ", "+5", "1e3", "1_000", "NaN", full-width digits
+    or Arabic-Indic digits as numbers; none of them is the contract's decimal string. JSON
+    numbers are still accepted, as they always were (tested: 25 → "25.00"); booleans,
+    arrays and objects are not amounts.
     """
+
+    default_error_messages = {
+        "not_decimal_string": 'Enter the amount as a decimal string of ASCII digits, e.g. "25.00": '
+        "no spaces, signs, exponents, separators or other digits.",
+        "wrong_type": 'Enter the amount as a decimal string, e.g. "25.00", not {kind}.',
+    }
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_digits=12, decimal_places=2, min_value=Decimal("0.01"), **kwargs)
 
     def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, bool) or not isinstance(data, str | int | float):
+            self.fail("wrong_type", kind=json_kind(data))
         if isinstance(data, str) and not _DECIMAL_STRING.fullmatch(data):
-            self.fail("invalid")
+            self.fail("not_decimal_string")
         return super().to_internal_value(data)
 
 
@@ -101,7 +139,7 @@ class StrictSerializer(serializers.Serializer):
 class GiftCreateInputSerializer(StrictSerializer):
     """A gift to create: exactly one of recipient_email or recipient_wallet; unknown fields are refused."""
 
-    recipient_email = StrictEmailField(required=False, max_length=254)
+    recipient_email = RecipientEmailField(required=False, max_length=254)
     recipient_wallet = WalletField(
         required=False, help_text="An Ethereum address: 0x and 40 hex digits; if mixed-case, EIP-55 checksummed."
     )
@@ -138,20 +176,6 @@ class GiftCreateInputSchema(OpenApiSerializerExtension):
             "additionalProperties": False,
             "oneOf": [{"required": ["recipient_email"]}, {"required": ["recipient_wallet"]}],
         }
-
-
-class TokenInputSerializer(AuthTokenSerializer):
-    """{username, password}: DRF's checks (and so django-axes's), strings only; the token is not input."""
-
-    username = StrictCharField(label="Username", write_only=True)
-    password = StrictCharField(
-        label="Password", style={"input_type": "password"}, trim_whitespace=False, write_only=True
-    )
-    token = None
-
-
-class TokenOutputSerializer(serializers.Serializer):
-    token = serializers.CharField()
 
 
 class GiftEventOutputSerializer(serializers.Serializer):
