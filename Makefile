@@ -1,30 +1,40 @@
 # `make run` starts the whole system on its embedded defaults; `make test` runs the suite.
+# Both are development commands: they run with DJANGO_DEBUG=true (the settings default to false).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-requirements
+# The runtime set (requirements.txt) plus the test and development tools, installed again when
+# either lock file changes. Every package is pinned with its hashes; pip refuses anything else.
+STAMP := $(VENV)/.installed-requirements-dev
+PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --require-hashes
+# pip-compile's options for both lock files: hashes, pip and setuptools pinned too (hash-checking
+# needs every package), and no index or find-links of this machine written into them.
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 
-.PHONY: run test fuzz lint format setup_queues clean chaos
+.PHONY: run test fuzz lint format lock audit setup_queues clean chaos
 
-$(STAMP): requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
 
 run: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" bin/run-dev
+	DJANGO_DEBUG=true PATH="$(CURDIR)/$(BIN):$$PATH" bin/run-dev
 
 test: $(STAMP)
 	mkdir -p var
 	rm -rf var/test-metrics
 	bin/ensure-chromium
 	bin/ensure-promtool
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+	DJANGO_DEBUG=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
 
 # The API fuzzed against its own schema at length (make test runs a short round of the same).
 fuzz: $(STAMP)
 	mkdir -p var
-	PATH="$(CURDIR)/$(BIN):$$PATH" FUZZ_EXAMPLES=500 $(BIN)/pytest tests/test_api_fuzz.py
+	DJANGO_DEBUG=true PATH="$(CURDIR)/$(BIN):$$PATH" FUZZ_EXAMPLES=500 $(BIN)/pytest tests/test_api_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,6 +44,16 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Recompile both lock files from requirements.in and requirements-dev.in. Pins already in the lock
+# files are kept; to move one: make lock ARGS="--upgrade-package django" (or ARGS=--upgrade).
+lock: $(STAMP)
+	$(PIP_COMPILE) $(ARGS) --output-file requirements.txt requirements.in
+	$(PIP_COMPILE) $(ARGS) --output-file requirements-dev.txt requirements-dev.in
+
+# The pinned runtime set against a vulnerability database (pip-audit and OSV); see bin/audit-dependencies.
+audit: $(STAMP)
+	$(BIN)/python bin/audit-dependencies requirements.txt
 
 # The chaos run (bench/chaos.py): faults on loopback (10-20 min on two cores), then the invariants; 1 if any broke.
 chaos: $(STAMP)

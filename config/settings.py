@@ -1,7 +1,9 @@
 """The one settings module: every value comes from the environment (12-factor).
 
-Defaults are for a developer's machine; production sets the environment and
-must at least set DJANGO_DEBUG=false and a real DJANGO_SECRET_KEY.
+Defaults fail closed: DEBUG is off unless DJANGO_DEBUG=true says otherwise
+(`make run`, `make test` and .ci/run say so), and with DEBUG off the settings
+refuse to load with development secrets or with a connection to another host
+in clear. Development defaults exist for everything else.
 """
 
 import ipaddress
@@ -13,6 +15,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config import transport_security
 from core import sqs as sqs_facts
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -21,6 +24,12 @@ VAR_DIR = BASE_DIR / "var"
 DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105 - refused when DEBUG is off
 
 env = environ.Env()
+# `make run` writes a git-ignored .env (DJANGO_DEBUG=true, nothing secret) so that a newcomer's
+# manage.py commands run in development mode too. Variables set in the environment win over it;
+# DJANGO_ENV_FILE names another file, or none when empty (the tests of production settings).
+ENV_FILE = os.environ.get("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE and os.path.isfile(ENV_FILE):
+    environ.Env.read_env(ENV_FILE)
 
 
 def env_decimal(name: str, *, default: str) -> Decimal:
@@ -36,35 +45,80 @@ def env_decimal(name: str, *, default: str) -> Decimal:
 
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 
 if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
 
+# --- HTTPS, cookies and browser security headers ---------------------------------
+# Each is DJANGO_<SETTING> in the environment. With DEBUG off the defaults are the secure ones, and
+# `manage.py check --deploy` has nothing to say (tests/test_production_settings.py).
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# Load balancers' health checks and Prometheus reach the probes and /metrics over plain HTTP from
+# inside the network: answer them rather than redirect. Matched against the path without its "/".
+SECURE_REDIRECT_EXEMPT = env.list("DJANGO_SECURE_REDIRECT_EXEMPT", default=[r"^healthz$", r"^readyz$", r"^metrics$"])
+# One year, subdomains included, and the preload directive (which alone submits nothing to the
+# browsers' preload list). Lower DJANGO_SECURE_HSTS_SECONDS while trying HTTPS out: browsers remember.
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = env.bool("DJANGO_SECURE_CONTENT_TYPE_NOSNIFF", default=True)
+SECURE_REFERRER_POLICY = env.str("DJANGO_SECURE_REFERRER_POLICY", default="same-origin")
+SECURE_CROSS_ORIGIN_OPENER_POLICY = env.str("DJANGO_SECURE_CROSS_ORIGIN_OPENER_POLICY", default="same-origin")
+X_FRAME_OPTIONS = env.str("DJANGO_X_FRAME_OPTIONS", default="DENY")
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=not DEBUG)
+SESSION_COOKIE_HTTPONLY = env.bool("DJANGO_SESSION_COOKIE_HTTPONLY", default=True)
+SESSION_COOKIE_SAMESITE = env.str("DJANGO_SESSION_COOKIE_SAMESITE", default="Lax")
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SAMESITE = env.str("DJANGO_CSRF_COOKIE_SAMESITE", default="Lax")
+# Origins (scheme://host[:port]) allowed to POST to the admin besides the site's own host.
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# Behind a TLS-terminating proxy: the request header (as in request.META) that says the client
+# spoke HTTPS, e.g. HTTP_X_FORWARDED_PROTO (value https), or NAME=VALUE for another value. Off by
+# default: only a proxy that overwrites the header makes it trustworthy (TRUSTED_PROXY_HOPS >= 1).
+SECURE_PROXY_SSL_HEADER = None
+_proxy_ssl_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="")
+if _proxy_ssl_header:
+    _header, _, _value = _proxy_ssl_header.partition("=")
+    if not _header.startswith("HTTP_") or not _header.replace("_", "").isalnum():
+        raise ImproperlyConfigured(
+            "DJANGO_SECURE_PROXY_SSL_HEADER must name a header as Django sees it, e.g. HTTP_X_FORWARDED_PROTO."
+        )
+    SECURE_PROXY_SSL_HEADER = (_header, _value or "https")
+
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "audit.admin_config.HardenedAdminConfig",  # django.contrib.admin, with audit.admin_site as admin.site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # before accounts, whose admin replaces knox's
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from our own static files: no CDN
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "accounts",
     "gifting",
     "vouchers",
     "fraud",
+    "audit",
 ]
 
 MIDDLEWARE = [
     "core.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files with DEBUG off too; right after SecurityMiddleware, as whitenoise asks.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: tells the admin whether the user proved a TOTP code (ADMIN_REQUIRE_OTP).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.access_log.AccessLogMiddleware",
@@ -127,7 +181,26 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# `manage.py collectstatic` gathers the static files here; whitenoise serves them (see MIDDLEWARE).
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # DEBUG off: collectstatic's compressed files under content-hashed names, which whitenoise lets
+    # browsers cache for ever; a page naming a file collectstatic did not gather fails loudly.
+    # DEBUG on (make run, tests): plain names served from the apps, no collectstatic needed.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+if DEBUG:
+    # whitenoise then serves from the apps (WHITENOISE_USE_FINDERS follows DEBUG), yet warns about a
+    # missing STATIC_ROOT; an empty one keeps development quiet. With DEBUG off the warning matters.
+    try:
+        STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
 
 # --- Email ---------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
@@ -137,8 +210,24 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="gifts@localhost")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
 # --- REST API ----------------------------------------------------------------
+# API tokens (accounts/, django-rest-knox): the database keeps only a digest and a short lookup
+# prefix. 10 hours by default: a working day's session, after which a stolen token is worthless;
+# clients log in again rather than have a token refreshed by use (AUTO_REFRESH off), so a token
+# in use is not a token forever. Each login first drops the user's oldest tokens beyond the limit.
+API_TOKEN_TTL = env.int("API_TOKEN_TTL", default=36000)
+API_TOKEN_LIMIT_PER_USER = env.int("API_TOKEN_LIMIT_PER_USER", default=10)
+if API_TOKEN_TTL <= 0:
+    raise ImproperlyConfigured("API_TOKEN_TTL must be a positive number of seconds.")
+if API_TOKEN_LIMIT_PER_USER <= 0:
+    raise ImproperlyConfigured("API_TOKEN_LIMIT_PER_USER must be a positive number of tokens.")
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(seconds=API_TOKEN_TTL),
+    "AUTH_HEADER_PREFIX": "Token",  # clients keep sending `Authorization: Token …`
+    "AUTO_REFRESH": False,
+    "TOKEN_LIMIT_PER_USER": API_TOKEN_LIMIT_PER_USER,
+}
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.auth.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # DRF's JSONParser, answering too deep and invalid-Unicode JSON with a 400 rather than a 500.
@@ -152,6 +241,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Gift a voucher by email; issued and delivered asynchronously.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ loads Swagger UI from this app's static files (drf-spectacular-sidecar), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- SQS and Celery ----------------------------------------------------------
@@ -208,6 +301,9 @@ if not 0 < GIFT_RETRY_BACKOFF_MAX <= sqs_facts.SQS_MAX_DELAY_SECONDS:
         f"GIFT_RETRY_BACKOFF_MAX must be 1..{sqs_facts.SQS_MAX_DELAY_SECONDS} (the SQS DelaySeconds cap)."
     )
 GIFT_CURRENCIES = env.list("GIFT_CURRENCIES", default=["EUR", "USD", "GBP"])
+# Development only: accept recipients at dotless hosts (bob@localhost) and IP addresses
+# (bob@[127.0.0.1]), which core/recipients.py refuses otherwise.
+EMAIL_ALLOW_LOCAL_HOSTS = env.bool("EMAIL_ALLOW_LOCAL_HOSTS", default=False)
 GIFT_SWEEP_INTERVAL = env.int("GIFT_SWEEP_INTERVAL", default=30)
 GIFT_REPUBLISH_AFTER = env.int("GIFT_REPUBLISH_AFTER", default=120)
 IDEMPOTENCY_KEY_TTL = env.int("IDEMPOTENCY_KEY_TTL", default=86400)
@@ -251,6 +347,7 @@ TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 RATELIMIT_GIFT_USER = env.str("RATELIMIT_GIFT_USER", default="30/m")
 RATELIMIT_GIFT_IP = env.str("RATELIMIT_GIFT_IP", default="120/m")
 RATELIMIT_TOKEN_IP = env.str("RATELIMIT_TOKEN_IP", default="20/m")
+RATELIMIT_ADMIN_LOGIN_IP = env.str("RATELIMIT_ADMIN_LOGIN_IP", default="20/m")  # admin login POSTs per client IP
 RATELIMIT_IP_META_KEY = "core.client_ip.client_ip"
 RATELIMIT_USE_CACHE = "default"
 
@@ -261,6 +358,13 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_CLIENT_IP_CALLABLE = "core.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
+# The admin's lockout page, 429 with Retry-After, audit-logged (the API answers its own JSON instead).
+AXES_LOCKOUT_CALLABLE = "audit.admin_site.axes_lockout_response"
+
+# Staff prove a TOTP code (django-otp) on top of their password to use the admin. Enrol devices
+# in the admin (TOTP devices) first. Recommended in production.
+ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=False)
+OTP_TOTP_ISSUER = "Gift a Voucher"
 
 # --- Fraud rules (amounts are in the gift's currency) -------------------------
 FRAUD_MIN_AMOUNT = env_decimal("FRAUD_MIN_AMOUNT", default="1")
@@ -286,10 +390,43 @@ FRAUD_REJECT_SCORE = env.int("FRAUD_REJECT_SCORE", default=100)
 # --- Data protection ------------------------------------------------------------
 # Fernet keys, comma-separated, newest first (core/crypto.py), and the key of the
 # keyed hashes (blind indexes) that stand in for encrypted values in lookups.
-DEV_FIELD_ENCRYPTION_KEY = "ZGV2LW9ubHktZmllbGQta2V5LW5vdC1mb3ItcHJvZCE="  # noqa: S105 - refused when DEBUG is off
-DEV_BLIND_INDEX_KEY = "dev-only-blind-index-key-not-for-production"  # noqa: S105 - refused when DEBUG is off
-FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[DEV_FIELD_ENCRYPTION_KEY])
+DEV_FIELD_ENCRYPTION_KEY = "ZGV2LW9ubHktZmllbGQta2V5LW5vdC1mb3ItcHJvZCE="  # refused when DEBUG is off
+DEV_BLIND_INDEX_KEY = "dev-only-blind-index-key-not-for-production"  # refused when DEBUG is off
+FIELD_ENCRYPTION_KEYS = [
+    key.strip() for key in env.list("FIELD_ENCRYPTION_KEYS", default=[DEV_FIELD_ENCRYPTION_KEY]) if key.strip()
+]
 BLIND_INDEX_KEY = env.str("BLIND_INDEX_KEY", default=DEV_BLIND_INDEX_KEY)
+BLIND_INDEX_KEY_MIN_LENGTH = 32
+
+
+def _check_data_protection_keys() -> None:
+    """Refuse keys that are malformed, too short, or (with DEBUG off) the development ones; never echo a key."""
+    from cryptography.fernet import Fernet  # only this check needs it at settings time
+
+    if not FIELD_ENCRYPTION_KEYS:
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must name at least one Fernet key (newest first).")
+    for position, key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"FIELD_ENCRYPTION_KEYS: key {position} is not a Fernet key (32 bytes, URL-safe base64); make one "
+                "with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            ) from None
+    if len(BLIND_INDEX_KEY) < BLIND_INDEX_KEY_MIN_LENGTH:
+        raise ImproperlyConfigured(
+            f"BLIND_INDEX_KEY must be at least {BLIND_INDEX_KEY_MIN_LENGTH} characters; make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    if BLIND_INDEX_KEY in FIELD_ENCRYPTION_KEYS:
+        raise ImproperlyConfigured("BLIND_INDEX_KEY must differ from every FIELD_ENCRYPTION_KEYS key.")
+    if not DEBUG and DEV_FIELD_ENCRYPTION_KEY in FIELD_ENCRYPTION_KEYS:
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set when DJANGO_DEBUG is off (not the dev key).")
+    if not DEBUG and BLIND_INDEX_KEY == DEV_BLIND_INDEX_KEY:
+        raise ImproperlyConfigured("BLIND_INDEX_KEY must be set when DJANGO_DEBUG is off (not the dev key).")
+
+
+_check_data_protection_keys()
 
 # Where people reach this site: the base of links in emails (recipient verification).
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
@@ -300,6 +437,27 @@ WALLET_PROVIDER_SECRET = env.str("WALLET_PROVIDER_SECRET", default="")
 WALLET_PROVIDER_TIMEOUT = env.int("WALLET_PROVIDER_TIMEOUT", default=10)
 if WALLET_PROVIDER_URL and not WALLET_PROVIDER_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured("WALLET_PROVIDER_URL must be an http(s) URL.")
+
+# --- Encryption in transit --------------------------------------------------------
+# With DEBUG off nothing leaves this host in clear: every connection to another host uses TLS
+# (config/transport_security.py; loopback is exempt). The error names each variable, never its URL.
+if not DEBUG:
+    _plaintext = {
+        "EMAIL_URL": transport_security.email_problem(EMAIL_CONFIG),
+        "DATABASE_URL": transport_security.database_problem(DATABASES["default"], libpq_env=os.environ),
+        "REDIS_URL": transport_security.redis_problem(REDIS_URL),
+        "SQS_ENDPOINT_URL": transport_security.https_problem(SQS_ENDPOINT_URL or ""),
+        "WALLET_PROVIDER_URL": transport_security.https_problem(WALLET_PROVIDER_URL),
+        "SITE_URL": transport_security.https_problem(SITE_URL),  # links in emails carry tokens
+    }
+    _refused = [f"{variable}: {problem}" for variable, problem in _plaintext.items() if problem]
+    if _refused:
+        raise ImproperlyConfigured(f"Refused with DJANGO_DEBUG off: {'; '.join(_refused)}.")
+    if SECURE_PROXY_SSL_HEADER and TRUSTED_PROXY_HOPS < 1:
+        raise ImproperlyConfigured(
+            "DJANGO_SECURE_PROXY_SSL_HEADER trusts a header only a proxy can vouch for: "
+            "set TRUSTED_PROXY_HOPS to the number of proxies in front of the app."
+        )
 
 # --- Metrics -------------------------------------------------------------------
 # /metrics answers loopback and these networks (CIDRs) freely, anyone else with the bearer token.
@@ -321,16 +479,28 @@ if LOG_FORMAT not in ("json", "text"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "core.request_id.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "core.request_id.RequestIdLogFilter"},
+        # On every handler: confirmation-link tokens and API tokens never reach a log line (core/logging.py).
+        "redact_secrets": {"()": "core.logging.RedactSecretsFilter"},
+    },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {"()": "core.logging.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact_secrets"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Without their own handlers (Django's defaults would print "Not Found: <path>" unredacted, and
+        # mail it with the request): they propagate to the console handler, redacted, in LOG_FORMAT.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
         "botocore": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
         "werkzeug": {"level": "WARNING"},

@@ -1,11 +1,15 @@
 """Gifts, their append-only audit trail, remembered Idempotency-Keys, and the review queue's view of gifts."""
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
+from django.core.validators import validate_email
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
+from core.crypto import EncryptedJSONField, EncryptedTextField, recipient_index
 from core.masking import mask_recipient
 
 
@@ -54,11 +58,13 @@ _STATE_OF = {columns: state for state, columns in STATUS_AND_HOLD.items()}
 class Gift(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="gifts_sent")
-    recipient_email = models.EmailField(max_length=254, blank=True, default="")
-    recipient_wallet = models.CharField(max_length=42, blank=True, default="")
+    # Encrypted at rest (core.crypto); looked up by recipient_index, the blind index of the canonical recipient.
+    recipient_email = EncryptedTextField(max_length=254, blank=True, default="", validators=[validate_email])
+    recipient_wallet = EncryptedTextField(max_length=42, blank=True, default="")
+    recipient_index = models.CharField(max_length=64, blank=True, default="", editable=False, db_index=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
-    message = models.CharField(max_length=500, blank=True, default="")
+    message = EncryptedTextField(max_length=500, blank=True, default="")
     status = models.CharField(max_length=16, choices=GiftStatus.choices, default=GiftStatus.QUEUED)
     hold = models.CharField(max_length=16, choices=HoldReason.choices, blank=True, default=HoldReason.NONE)
     hold_until = models.DateTimeField(null=True, blank=True, help_text="When a hold period ends by itself.")
@@ -100,10 +106,21 @@ class Gift(models.Model):
         ]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="gift_status_due_idx")]
         # Redriving sends a gift to its recipient again: a staff power of its own (gifting.dead_letters).
-        permissions = [("redrive_gift", "Can redrive dead-lettered gifts")]
+        # Full recipient addresses are masked in the admin; seeing one is a power of its own, audit-logged.
+        permissions = [
+            ("redrive_gift", "Can redrive dead-lettered gifts"),
+            ("view_recipient_address", "Can view full recipient addresses"),
+        ]
 
     def __str__(self) -> str:
         return f"Gift {self.id} ({self.amount} {self.currency}, {self.status})"
+
+    def save(self, *args, **kwargs) -> None:
+        # Indexed once, at creation: a gift's recipient never changes. Without exactly one
+        # recipient there is nothing to index, and the gift_exactly_one_recipient constraint refuses it.
+        if self._state.adding and bool(self.recipient_email) != bool(self.recipient_wallet):
+            self.recipient_index = recipient_index(email=self.recipient_email, wallet=self.recipient_wallet)
+        super().save(*args, **kwargs)
 
     @property
     def state(self) -> GiftState:
@@ -140,18 +157,25 @@ class AppendOnlyError(Exception):
     pass
 
 
+def event_time() -> datetime:
+    """Now, looked up when called (so a test that patches django.utils.timezone.now moves it too)."""
+    return timezone.now()
+
+
 class GiftEvent(models.Model):
     """One row per thing that happened to a gift. Never updated, never deleted."""
 
     gift = models.ForeignKey(Gift, on_delete=models.PROTECT, related_name="events")
     type = models.CharField(max_length=32, choices=GiftEventType.choices)
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set before saving, not by auto_now_add during the insert: the chain hash covers it (gifting.events).
+    at = models.DateTimeField(default=event_time, editable=False, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     actor_label = models.CharField(max_length=64, help_text="'user', 'worker', 'sweeper' …")
     request_id = models.CharField(max_length=64, blank=True, default="")
     details = models.JSONField(default=dict, blank=True)
+    # HMAC of the previous event of the same gift and this one's fields: see gifting.events and verify_audit_log.
     chain_hash = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
@@ -176,7 +200,7 @@ class IdempotencyKey(models.Model):
     key = models.CharField(max_length=255)
     request_fingerprint = models.CharField(max_length=64)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)  # null while in flight
-    response_body = models.JSONField(null=True, blank=True)
+    response_body = EncryptedJSONField(null=True, blank=True)  # it holds the gift's message
     gift = models.ForeignKey(Gift, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
