@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -12,39 +12,24 @@ from rest_framework.views import APIView
 from accounts.serializers import TokenInputSerializer, TokenOutputSerializer
 from accounts.services import api_login, api_token_revoke, api_token_revoke_all
 from core.errors import ErrorCode
+from core.openapi import (
+    LIMITS_UNAVAILABLE,
+    NOT_AUTHENTICATED,
+    PAYLOAD_TOO_LARGE,
+    RETRY_AFTER,
+    UNSUPPORTED_MEDIA_TYPE,
+    error_response,
+    field_errors,
+)
 from core.parsers import SafeJSONParser
 from core.ratelimit import enforce_rate_limit, raise_if_locked_out
 
 INVALID_CREDENTIALS = "Unable to log in with provided credentials."
 
 
-# --- What the schema says these operations answer (as gifting/api.py does for gifts) ------------
-
-
-def error_response(description: str, *codes: ErrorCode) -> OpenApiResponse:
-    """Every error but a 400: `{"code", "detail"}`, with the codes this status can carry."""
-    schema = {
-        "type": "object",
-        "properties": {"code": {"type": "string", "enum": [str(code) for code in codes]}, "detail": {"type": "string"}},
-        "required": ["code", "detail"],
-    }
-    return OpenApiResponse(schema, description=description)
-
-
-FIELD_ERRORS = OpenApiResponse(
-    {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
-    description='Invalid input or wrong credentials, in DRF\'s field-error shape: `{"field": ["message"]}`; '
-    "wrong credentials and malformed JSON under `non_field_errors`.",
-)
-NOT_AUTHENTICATED = error_response(
-    "No valid `Authorization: Token …` header: missing, unknown, expired or revoked.", ErrorCode.NOT_AUTHENTICATED
-)
-RETRY_AFTER = OpenApiParameter(
-    "Retry-After",
-    int,
-    OpenApiParameter.HEADER,
-    response=[429, 503],
-    description="Seconds to wait before trying again.",
+FIELD_ERRORS = field_errors(
+    'Invalid input or wrong credentials, in DRF\'s field-error shape: `{"field": ["message"]}`; '
+    "wrong credentials and malformed JSON under `non_field_errors`."
 )
 
 
@@ -62,20 +47,14 @@ class TokenObtainApi(APIView):
         responses={
             200: TokenOutputSerializer,
             400: FIELD_ERRORS,
-            413: error_response(
-                "The body is over DATA_UPLOAD_MAX_MEMORY_SIZE bytes; refused before it is read.",
-                ErrorCode.PAYLOAD_TOO_LARGE,
-            ),
-            415: error_response("The body must be application/json.", ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+            413: PAYLOAD_TOO_LARGE,
+            415: UNSUPPORTED_MEDIA_TYPE,
             429: error_response(
                 "Too many requests from this address (rate_limited), or too many failed logins (locked_out).",
                 ErrorCode.RATE_LIMITED,
                 ErrorCode.LOCKED_OUT,
             ),
-            503: error_response(
-                "The shared cache that counts rate limits is down; try again after Retry-After seconds.",
-                ErrorCode.SERVICE_UNAVAILABLE,
-            ),
+            503: LIMITS_UNAVAILABLE,
         },
         parameters=[RETRY_AFTER],
     )

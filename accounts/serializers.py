@@ -1,19 +1,8 @@
 """Parsing and rendering the token API. Credentials are checked in the view, tokens made in services."""
 
-from typing import Any
-
 from rest_framework import serializers
 
-
-class StrictCharField(serializers.CharField):
-    """A JSON string and nothing else: DRF's CharField would read `123` as "123"."""
-
-    default_error_messages = {"not_a_string": "Not a valid string."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("not_a_string")
-        return super().to_internal_value(data)
+from core.serializer_fields import StrictCharField
 
 
 class TokenInputSerializer(serializers.Serializer):

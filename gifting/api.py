@@ -13,6 +13,15 @@ from rest_framework.views import APIView
 
 from core.access_log import add_log_fields
 from core.errors import ErrorCode
+from core.openapi import (
+    LIMITS_UNAVAILABLE,
+    NOT_AUTHENTICATED,
+    PAYLOAD_TOO_LARGE,
+    RETRY_AFTER,
+    UNSUPPORTED_MEDIA_TYPE,
+    error_response,
+    field_errors,
+)
 from core.ratelimit import enforce_rate_limit
 from gifting import idempotency
 from gifting.selectors import gift_get_for_user, gift_list_for_user
@@ -36,38 +45,9 @@ class GiftPagination(PageNumberPagination):
 # Every status the view, its parser, its authentication or its rate limits can answer is listed,
 # so that a client (and tests/test_api_fuzz.py) can rely on the schema.
 
-FIELD_ERRORS = OpenApiResponse(
-    {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
-    description='Invalid input, in DRF\'s field-error shape: `{"field": ["message"]}`; malformed JSON '
-    "(also nested too deep, or with invalid Unicode) under `non_field_errors`.",
-)
-
-
-def error_response(description: str, *codes: ErrorCode) -> OpenApiResponse:
-    """Every error but a 400: `{"code", "detail"}`, with the codes this status can carry."""
-    schema = {
-        "type": "object",
-        "properties": {"code": {"type": "string", "enum": [str(code) for code in codes]}, "detail": {"type": "string"}},
-        "required": ["code", "detail"],
-    }
-    return OpenApiResponse(schema, description=description)
-
-
-NOT_AUTHENTICATED = error_response("No valid `Authorization: Token …` header.", ErrorCode.NOT_AUTHENTICATED)
-PAYLOAD_TOO_LARGE = error_response(
-    "The body is over DATA_UPLOAD_MAX_MEMORY_SIZE bytes; refused before it is read.", ErrorCode.PAYLOAD_TOO_LARGE
-)
-UNSUPPORTED_MEDIA_TYPE = error_response("The body must be application/json.", ErrorCode.UNSUPPORTED_MEDIA_TYPE)
-LIMITS_UNAVAILABLE = error_response(
-    "The shared cache that counts rate limits is down; try again after Retry-After seconds.",
-    ErrorCode.SERVICE_UNAVAILABLE,
-)
-RETRY_AFTER = OpenApiParameter(
-    "Retry-After",
-    int,
-    OpenApiParameter.HEADER,
-    response=[429, 503],
-    description="Seconds to wait before trying again.",
+FIELD_ERRORS = field_errors(
+    'Invalid input, in DRF\'s field-error shape: `{"field": ["message"]}`; malformed JSON '
+    "(also nested too deep, or with invalid Unicode) under `non_field_errors`."
 )
 
 
