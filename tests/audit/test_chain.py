@@ -7,7 +7,6 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 from django.test import RequestFactory
 
 from audit.chain import AUDIT_LOG_ANCHOR, chain_key, gift_anchor, link_hash
@@ -17,6 +16,7 @@ from gifting import events
 from gifting.events import event_link_fields
 from gifting.models import GiftEvent
 from tests.factories import gift_row
+from tests.migrating import migrate
 from tests.waiting import wait_until
 
 needs_postgresql = pytest.mark.skipif(
@@ -341,16 +341,6 @@ def test_two_concurrent_audit_entries_never_share_a_predecessor(transactional_db
 
 
 # --- The migration chains the events written before it --------------------------------------
-
-
-def migrate(targets=()):
-    """Migrate the named apps to `targets` (default: their latest), every other app to its latest."""
-    executor = MigrationExecutor(connection)
-    ours = {app for app, _ in targets}
-    others = [node for node in executor.loader.graph.leaf_nodes() if node[0] not in ours]
-    executor.migrate([*targets, *others])
-    executor.loader.build_graph()
-    return executor.loader.project_state([*targets, *others]).apps
 
 
 @pytest.mark.django_db(transaction=True)

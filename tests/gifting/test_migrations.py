@@ -5,24 +5,14 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from core import crypto
 from gifting import models as current
+from tests.migrating import migrate
 from vouchers.selectors import voucher_find_by_code
 
 OLD = [("gifting", "0002_gift_event_append_only_trigger"), ("fraud", "0001_initial"), ("vouchers", "0001_initial")]
-
-
-def migrate(targets=()):
-    """Migrate our apps to `targets` (default: their latest), every other app to its latest; the models then."""
-    executor = MigrationExecutor(connection)
-    ours = {app for app, _ in targets}
-    others = [node for node in executor.loader.graph.leaf_nodes() if node[0] not in ours]
-    executor.migrate([*targets, *others])
-    executor.loader.build_graph()
-    return executor.loader.project_state([*targets, *others]).apps
 
 
 @pytest.mark.django_db(transaction=True)
