@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import idna
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 
 class InvalidRecipient(ValueError):
@@ -91,6 +92,14 @@ def canonical_email(address: str) -> str:
     domain = _canonical_domain(host)
     provider = PROVIDERS.get(domain, Provider(domain))
     return f"{_canonical_local(local, provider)}@{provider.domain}"
+
+
+def validate_recipient_email(address: str) -> None:
+    """A model validator: the address is one canonical_email accepts (the API checks it before, with its message)."""
+    try:
+        canonical_email(address)
+    except InvalidRecipient as exc:
+        raise ValidationError(str(exc), code="invalid_recipient") from None
 
 
 def canonical_wallet(address: str) -> str:

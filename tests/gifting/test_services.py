@@ -84,6 +84,9 @@ def test_gift_create_publishes_only_once_the_transaction_commits(user, publisher
         ({"amount": Decimal("1.001")}, "amount"),
         ({"currency": "eur"}, NON_FIELD_ERRORS),
         ({"recipient_email": "not-an-email"}, "recipient_email"),
+        # What the API refuses, the service refuses too (core.recipients): no dotless or IP hosts.
+        ({"recipient_email": "bob@localhost"}, "recipient_email"),
+        ({"recipient_email": "bob@[127.0.0.1]"}, "recipient_email"),
         ({"recipient_wallet": WALLET}, NON_FIELD_ERRORS),
         ({"recipient_email": ""}, NON_FIELD_ERRORS),
         ({"message": "x" * 501}, "message"),
