@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -53,7 +54,15 @@ def event_link_fields(event: GiftEvent) -> dict[str, Any]:
     }
 
 
-def _record(gift: Gift, type_: str, *, actor: AbstractBaseUser | None = None, actor_label: str, **details) -> GiftEvent:
+def _record(
+    gift: Gift,
+    type_: str,
+    *,
+    actor: AbstractBaseUser | None = None,
+    actor_label: str,
+    at: datetime | None = None,
+    **details,
+) -> GiftEvent:
     event = GiftEvent(
         gift=gift,
         type=type_,
@@ -73,7 +82,7 @@ def _record(gift: Gift, type_: str, *, actor: AbstractBaseUser | None = None, ac
         previous = (
             GiftEvent.objects.filter(gift_id=gift.pk).order_by("-id").values_list("chain_hash", flat=True).first()
         )
-        event.at = timezone.now()
+        event.at = at or timezone.now()
         anchor = gift_anchor(gift.pk) if previous is None else previous
         event.chain_hash = link_hash(anchor, event_link_fields(event), key=chain_key())
         event.save()
@@ -84,16 +93,18 @@ def gift_created(gift: Gift, *, actor: AbstractBaseUser) -> GiftEvent:
     return _record(gift, GiftEventType.CREATED, actor=actor, actor_label="user")
 
 
-def gift_queued(gift: Gift, *, message_id: str, actor_label: str) -> GiftEvent:
-    return _record(gift, GiftEventType.QUEUED, actor_label=actor_label, message_id=message_id)
+def gift_queued(gift: Gift, *, message_id: str, actor_label: str, sent_at: datetime) -> GiftEvent:
+    # Dated when the message was sent, not when the publish returned: a worker may receive it and
+    # record its attempt in between, and the timeline (ordered by time) should still read queued first.
+    return _record(gift, GiftEventType.QUEUED, actor_label=actor_label, at=sent_at, message_id=message_id)
 
 
 def gift_publish_failed(gift: Gift, *, error: str, actor_label: str) -> GiftEvent:
     return _record(gift, GiftEventType.PUBLISH_FAILED, actor_label=actor_label, error=error)
 
 
-def gift_republished(gift: Gift, *, message_id: str) -> GiftEvent:
-    return _record(gift, GiftEventType.REPUBLISHED, actor_label="sweeper", message_id=message_id)
+def gift_republished(gift: Gift, *, message_id: str, sent_at: datetime) -> GiftEvent:
+    return _record(gift, GiftEventType.REPUBLISHED, actor_label="sweeper", at=sent_at, message_id=message_id)
 
 
 def gift_delivery_attempted(gift: Gift, *, attempt: int) -> GiftEvent:

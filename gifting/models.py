@@ -60,7 +60,9 @@ class Gift(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="gifts_sent")
     # Encrypted at rest (core.crypto); looked up by recipient_index, the blind index of the canonical recipient.
-    recipient_email = EncryptedTextField(max_length=254, blank=True, default="", validators=[validate_email, validate_recipient_email])
+    recipient_email = EncryptedTextField(
+        max_length=254, blank=True, default="", validators=[validate_email, validate_recipient_email]
+    )
     recipient_wallet = EncryptedTextField(max_length=42, blank=True, default="")
     recipient_index = models.CharField(max_length=64, blank=True, default="", editable=False, db_index=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2)

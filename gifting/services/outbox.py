@@ -36,6 +36,7 @@ DEAD_LETTER_EVENTS = (GiftEventType.DEAD_LETTERED, GiftEventType.DEAD_LETTER_PUR
 def gift_publish(*, gift_id: uuid.UUID, actor_label: str = "api") -> bool:
     """Publish a delivery message for a queued gift; on failure leave it to the sweeper."""
     gift = Gift.objects.get(id=gift_id)
+    sent_at = timezone.now()
     try:
         message_id = publish_delivery(gift.id)
     except Exception as exc:  # noqa: BLE001 - whatever the broker does, the gift stays queued
@@ -51,9 +52,9 @@ def gift_publish(*, gift_id: uuid.UUID, actor_label: str = "api") -> bool:
     instruments.PUBLISHED.inc()
     if actor_label == "sweeper":
         instruments.REPUBLISHED.inc()
-        events.gift_republished(gift, message_id=message_id)
+        events.gift_republished(gift, message_id=message_id, sent_at=sent_at)
     else:
-        events.gift_queued(gift, message_id=message_id, actor_label=actor_label)
+        events.gift_queued(gift, message_id=message_id, actor_label=actor_label, sent_at=sent_at)
     return True
 
 

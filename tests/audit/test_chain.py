@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
+from django.utils import timezone
 
 from audit.chain import AUDIT_LOG_ANCHOR, chain_key, gift_anchor, link_hash
 from audit.models import AppendOnlyError, AuditEntry
@@ -56,7 +57,7 @@ def tamper(table: str, sql: str, params: list) -> None:
 
 def three_events(gift, user) -> list[GiftEvent]:
     events.gift_created(gift, actor=user)
-    events.gift_queued(gift, message_id="m-1", actor_label="api")
+    events.gift_queued(gift, message_id="m-1", actor_label="api", sent_at=timezone.now())
     events.gift_delivery_attempted(gift, attempt=1)
     return list(GiftEvent.objects.filter(gift=gift).order_by("id"))
 

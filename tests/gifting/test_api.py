@@ -215,7 +215,7 @@ def test_detail_of_a_gift_that_is_not_yours_is_404(auth_client, make_gift, make_
 
 def test_the_timeline_does_not_leak_internal_details(auth_client, make_gift):
     gift = make_gift()
-    events.gift_queued(gift, message_id="secret-message-id", actor_label="api")
+    events.gift_queued(gift, message_id="secret-message-id", actor_label="api", sent_at=timezone.now())
     events.gift_publish_failed(gift, error="EndpointConnectionError", actor_label="sweeper")
     events.gift_delivery_attempted(gift, attempt=1)
     events.gift_retry_scheduled(gift, reason="Busy.", retry_at="2030-01-01T00:00:00+00:00", delay_seconds=4)

@@ -9,6 +9,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from gifting import events as gift_events
 from gifting.errors import PermanentDeliveryError, TransientDeliveryError
 from gifting.models import AppendOnlyError, Gift, GiftEvent, GiftStatus, HoldReason
 from gifting.services import delivery, intake, outbox
@@ -74,6 +75,26 @@ def test_gift_create_publishes_only_once_the_transaction_commits(user, publisher
     assert event_types(gift) == ["created", "queued"]
     assert GiftEvent.objects.get(gift=gift, type="queued").details == {"message_id": "message-1"}
     assert Gift.objects.get(id=gift.id).last_published_at is not None
+
+
+def test_the_timeline_reads_queued_first_even_when_a_worker_records_its_attempt_before_the_publish_returns(
+    user, publisher, monkeypatch
+):
+    gift = intake.gift_create(sender=user, **VALID)
+    fake = outbox.publish_delivery
+
+    def fast_worker_publish(gift_id, **kwargs):
+        message_id = fake(gift_id, **kwargs)
+        # The worker picks the message up before the publish call returns.
+
+        gift_events.gift_delivery_attempted(Gift.objects.get(id=gift_id), attempt=1)
+        return message_id
+
+    monkeypatch.setattr(outbox, "publish_delivery", fast_worker_publish)
+    outbox.gift_publish(gift_id=gift.id)
+
+    timeline = GiftEvent.objects.filter(gift=gift).order_by("at", "id").values_list("type", flat=True)
+    assert list(timeline) == ["created", "queued", "delivery_attempted"]
 
 
 @pytest.mark.parametrize(
