@@ -12,7 +12,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --require-
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: run test fuzz lint format lock audit setup_queues clean chaos
+.PHONY: run test fuzz lint format lock audit setup_queues clean chaos evaluate-anomalies
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,3 +62,10 @@ chaos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+# The anomaly detectors evaluated offline on generated data with injected incidents and fraud
+# (figures in docs/anomaly-detection.md).
+evaluate-anomalies: $(STAMP)
+	mkdir -p var
+	DJANGO_DEBUG=true $(BIN)/python bench/evaluate_ops_anomalies.py
+	DJANGO_DEBUG=true $(BIN)/python bench/evaluate_fraud_anomalies.py
