@@ -212,7 +212,10 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def test_pool_child_killed_mid_send_is_redelivered_by_its_living_parent(sqs, smtp_sink, start_workers, client):
     """reject_on_worker_lost: the parent returns the lost child's message to SQS instead of acking it."""
     smtp_sink.hold()
-    [worker] = start_workers()
+    # A visibility timeout well beyond the test's own pace: on a loaded machine the 6 s of the test
+    # settings can run out while the send is held, and SQS's redelivery would add a second attempt.
+    # The lost child's message comes back at once anyway (reject_on_worker_lost requeues it).
+    [worker] = start_workers(SQS_VISIBILITY_TIMEOUT="120")
     gift = post_gift(client)
     wait_until(smtp_sink.holding.is_set, timeout=DELIVERY_TIMEOUT, message="worker never started sending")
     doomed = the_pool_child(worker)
