@@ -14,7 +14,7 @@ from django.urls import reverse
 from core.emails import send_templated_email
 from gifting.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from gifting.models import Gift
-from gifting.wallets import wallet_provider
+from gifting.wallets import wallet_credit
 from vouchers.models import Voucher
 
 
@@ -85,8 +85,5 @@ def deliver_voucher(*, gift: Gift, voucher: Voucher) -> str:
     if gift.recipient_email:
         send_voucher_email(gift=gift, voucher=voucher)
         return "email"
-    provider = wallet_provider()
-    if provider is None:
-        raise PermanentDeliveryError("Wallet delivery is not configured.")
-    provider.credit(gift=gift, voucher=voucher)
+    wallet_credit(gift=gift, voucher=voucher)  # the provider's credit, verified on chain
     return "wallet"

@@ -196,6 +196,21 @@ class GiftEvent(models.Model):
         raise AppendOnlyError("Gift events are append-only.")
 
 
+class WalletCredit(models.Model):
+    """The on-chain transaction that delivered a wallet gift: one transaction credits one gift, ever.
+
+    Only a keyed hash of the transaction hash is kept (it leads to the wallet on any block
+    explorer); the unique constraint stops a provider from naming one transfer for two gifts.
+    """
+
+    gift = models.OneToOneField(Gift, on_delete=models.PROTECT, related_name="wallet_credit")
+    tx_index = models.CharField(max_length=64, unique=True, help_text="Blind index of the transaction hash.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Wallet credit of gift {self.gift_id}"
+
+
 class IdempotencyKey(models.Model):
     """A client's Idempotency-Key and the response it got, kept for IDEMPOTENCY_KEY_TTL."""
 

@@ -4,7 +4,9 @@ The provider speaks signed JSON over HTTP. Every request carries the gift id as
 its idempotency key, so a retry after a lost response can never credit twice;
 its signature covers the timestamp as well as the body, so the provider can
 refuse stale replays; the provider's answer counts only when it is signed with
-the shared secret.
+the shared secret. That answer names the transaction that moved the tokens, and
+the gift is delivered only once gifting.chain has found it on the chain, confirmed
+and matching (see there for the token model).
 """
 
 import hashlib
@@ -20,17 +22,22 @@ from typing import NoReturn, Protocol
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
 
+from core.crypto import blind_index
 from core.masking import mask_wallet
+from gifting.chain import ChainVerifier, TokenContract, chain_verifier
 from gifting.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from gifting.models import Gift
+from gifting.models import Gift, WalletCredit
 from vouchers.models import Voucher
 
 logger = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 64 * 1024  # a confirmation is tiny; never buffer whatever a server sends
 UNVERIFIED = "The wallet provider's confirmation could not be verified."
+NOT_CONFIGURED = "Wallet delivery is not configured."
+TRANSACTION_REUSED = "The wallet provider's transaction does not credit this gift."
 
 
 def normalize_wallet(raw: str) -> str:
@@ -59,8 +66,11 @@ def sign(message: bytes, *, secret: str) -> str:
 class WalletProvider(Protocol):
     """Credits a gift's voucher to its recipient's wallet."""
 
-    def credit(self, *, gift: Gift, voucher: Voucher) -> None:
-        """Return once the provider has confirmed; raise Transient/PermanentDeliveryError otherwise."""
+    def credit(self, *, gift: Gift, voucher: Voucher) -> object:
+        """The transaction hash the provider's confirmation names (unchecked: any JSON value, or None).
+
+        Raises Transient/PermanentDeliveryError when there is no confirmation.
+        """
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -81,7 +91,7 @@ class HttpWalletProvider:
         self.timeout = timeout
         self._opener = urllib.request.build_opener(_NoRedirects)
 
-    def credit(self, *, gift: Gift, voucher: Voucher) -> None:
+    def credit(self, *, gift: Gift, voucher: Voucher) -> object:
         try:
             wallet = normalize_wallet(gift.recipient_wallet)
         except ValueError as exc:
@@ -117,7 +127,8 @@ class HttpWalletProvider:
             # Refused or reset connections, DNS failures and timeouts (URLError is an OSError).
             error = TransientDeliveryError("The wallet provider could not be reached.")
             self._fail(gift, wallet, error, cause=exc)
-        if not self._confirms(gift, status=status, signature=headers.get("X-Signature", ""), payload=payload):
+        answer = self._confirmation(gift, status=status, signature=headers.get("X-Signature", ""), payload=payload)
+        if answer is None:
             # Not a confirmation, but not a refusal either: the provider may have
             # credited the wallet and its answer was lost, garbled or forged. A
             # retry is safe (same Idempotency-Key, so it cannot credit twice) and
@@ -125,19 +136,22 @@ class HttpWalletProvider:
             # delivered on an unverified answer, or failed when it may have been
             # credited, would both be wrong. Exhausted retries dead-letter it for a person.
             self._fail(gift, wallet, TransientDeliveryError(UNVERIFIED), status=status)
-        logger.info("wallet credited gift=%s wallet=%s", gift.id, mask_wallet(wallet))
+        logger.info("wallet provider confirmed gift=%s wallet=%s", gift.id, mask_wallet(wallet))
+        return answer.get("tx_hash")
 
-    def _confirms(self, gift: Gift, *, status: int, signature: str, payload: bytes) -> bool:
-        """A 200/201 whose body is signed with our secret and says this gift was credited."""
+    def _confirmation(self, gift: Gift, *, status: int, signature: str, payload: bytes) -> dict | None:
+        """A 200/201 whose body is signed with our secret and says this gift was credited; else None."""
         expected = sign(payload, secret=self.secret)
         # Compared as bytes: compare_digest refuses non-ASCII str, and a header may carry anything.
         if status not in (200, 201) or not hmac.compare_digest(signature.encode(), expected.encode()):
-            return False
+            return None
         try:
             answer = json.loads(payload)
         except ValueError:
-            return False
-        return isinstance(answer, dict) and answer.get("gift_id") == str(gift.id) and answer.get("status") == "credited"
+            return None
+        if isinstance(answer, dict) and answer.get("gift_id") == str(gift.id) and answer.get("status") == "credited":
+            return answer
+        return None
 
     def _fail(
         self,
@@ -165,6 +179,64 @@ def classify_http_status(status: int) -> DeliveryError:
     if status >= 500 or status in (408, 429):
         return TransientDeliveryError("The wallet provider is temporarily unavailable.")
     return PermanentDeliveryError("The wallet provider refused the credit.")
+
+
+def wallet_credit(*, gift: Gift, voucher: Voucher) -> None:
+    """Credit the voucher to the gift's wallet and verify the transfer on chain; raise a DeliveryError if not done.
+
+    Without a provider, a node to verify with, or a token for the currency,
+    nothing is asked of the provider: a credit we cannot verify is not made.
+    A retry asks the provider again under the same idempotency key, so it
+    names the same transaction instead of crediting twice, and that
+    transaction is checked again.
+    """
+    provider, verifier = wallet_provider(), chain_verifier()
+    if provider is None or verifier is None:
+        logger.error(
+            "wallet delivery not configured gift=%s provider=%s chain=%s",
+            gift.id, provider is not None, verifier is not None,
+        )  # fmt: skip
+        raise PermanentDeliveryError(NOT_CONFIGURED)
+    token, units = _expected_transfer(verifier, gift=gift, voucher=voucher)
+    tx_hash = provider.credit(gift=gift, voucher=voucher)
+    # provider.credit has checked the wallet: normalize_wallet cannot fail here.
+    recipient = normalize_wallet(gift.recipient_wallet)
+    verifier.verify_transfer(tx_hash=tx_hash, token=token, recipient=recipient, units=units, ref=str(gift.id))
+    _claim_transaction(gift=gift, tx_hash=tx_hash)
+    logger.info("wallet credited gift=%s wallet=%s", gift.id, mask_wallet(recipient))
+
+
+def _claim_transaction(*, gift: Gift, tx_hash: str) -> None:
+    """Record that this transaction credited this gift; PermanentDeliveryError if it credited another one.
+
+    Runs in the delivery's transaction (the gift row locked), so the claim commits with the
+    delivery, or not at all. A retry of the same gift finds its own claim and carries on.
+    """
+    tx_index = blind_index(tx_hash.lower(), purpose="wallet-transaction")
+    claimed_by = WalletCredit.objects.filter(tx_index=tx_index).values_list("gift_id", flat=True).first()
+    if claimed_by == gift.id:
+        return
+    try:
+        if claimed_by is not None:
+            raise IntegrityError("transaction already claimed")
+        with transaction.atomic():  # a savepoint: a concurrent claim leaves the delivery's transaction usable
+            WalletCredit.objects.create(gift=gift, tx_index=tx_index)
+    except IntegrityError:
+        logger.error("wallet credit refused gift=%s check=transaction_reused tx=%s", gift.id, mask_wallet(tx_hash))
+        raise PermanentDeliveryError(TRANSACTION_REUSED) from None
+
+
+def _expected_transfer(verifier: ChainVerifier, *, gift: Gift, voucher: Voucher) -> tuple[TokenContract, int]:
+    """The token and the units the credit must move; PermanentDeliveryError if this currency cannot be verified."""
+    token = verifier.token_for(voucher.currency)
+    if token is None:
+        logger.error("wallet delivery not configured gift=%s currency=%s token=none", gift.id, voucher.currency)
+        raise PermanentDeliveryError(NOT_CONFIGURED)
+    try:
+        return token, token.units(voucher.amount)
+    except ValueError as exc:
+        logger.error("wallet delivery not configured gift=%s currency=%s error=%s", gift.id, voucher.currency, exc)
+        raise PermanentDeliveryError(NOT_CONFIGURED) from exc
 
 
 def wallet_provider() -> WalletProvider | None:

@@ -21,6 +21,7 @@ from gifting.management.commands import rotate_encryption_keys
 from gifting.models import Gift, GiftStatus, IdempotencyKey
 from gifting.services import delivery
 from gifting.services.intake import gift_create
+from tests.eth_chain import LocalChain, token_contracts
 from tests.factories import gift_row
 from tests.waiting import wait_until
 from tests.wallet_provider import CHECKSUMMED, SECRET, WalletProviderStub
@@ -60,10 +61,16 @@ def columns_containing(needle: str, values: dict[str, list[str]]) -> list[str]:
 
 @pytest.fixture
 def wallet_server(settings):
-    stub = WalletProviderStub()
+    """A provider stub that credits on a local chain, and the settings that verify its credits there."""
+    chain = LocalChain()
+    tokens = chain.deploy_currency_tokens()
+    stub = WalletProviderStub(chain=chain, tokens=tokens)
     settings.WALLET_PROVIDER_URL, settings.WALLET_PROVIDER_SECRET = stub.url, SECRET
+    settings.ETH_RPC_URL, settings.ETH_MIN_CONFIRMATIONS = chain.rpc_url, 1
+    settings.WALLET_TOKEN_CONTRACTS = token_contracts(tokens)
     yield stub
     stub.stop()
+    chain.stop()
 
 
 def test_delivered_gifts_leave_no_recipient_message_or_code_in_any_column(auth_client, user, outbox, wallet_server):

@@ -1,4 +1,8 @@
-"""Wallet recipients: address validation, the API, and the HTTP wallet provider against a real local server."""
+"""Wallet recipients: address validation, the API, and the HTTP wallet provider against a real local server.
+
+The provider stub credits on a local chain (eth-tester) that the code under test
+reads over real JSON-RPC: a credit is delivered only once the chain shows it.
+"""
 
 import logging
 import socket
@@ -7,20 +11,51 @@ from decimal import Decimal
 
 import pytest
 
+from gifting import chain as chain_module
 from gifting.channels import deliver_voucher
 from gifting.errors import PermanentDeliveryError, TransientDeliveryError
-from gifting.models import Gift, GiftEvent, GiftStatus
+from gifting.models import Gift, GiftEvent, GiftStatus, WalletCredit
 from gifting.services import delivery
-from gifting.wallets import UNVERIFIED, HttpWalletProvider, normalize_wallet
+from gifting.wallets import (
+    NOT_CONFIGURED,
+    TRANSACTION_REUSED,
+    UNVERIFIED,
+    HttpWalletProvider,
+    _claim_transaction,
+    normalize_wallet,
+)
+from tests.eth_chain import LocalChain, token_contracts
 from tests.factories import gift_row
 from tests.wallet_provider import CHECKSUMMED, DIGITS_ONLY_CHECKSUMMED, SECRET, WalletProviderStub, hmac_hex
 from vouchers.services import voucher_issue_for_gift
 
 
+@pytest.fixture(scope="module")
+def chain():
+    """A local chain behind a JSON-RPC server (it takes seconds to start: one per module)."""
+    local = LocalChain()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(chain):
+    return chain.deploy_currency_tokens()
+
+
 @pytest.fixture
-def wallet_server(settings):
-    """A running provider stub that the settings point at."""
-    stub = WalletProviderStub()
+def chain_settings(settings, chain, tokens):
+    """The settings point at the local chain's node and tokens; one confirmation is enough."""
+    settings.ETH_RPC_URL = chain.rpc_url
+    settings.ETH_RPC_TIMEOUT = 5
+    settings.ETH_MIN_CONFIRMATIONS = 1
+    settings.WALLET_TOKEN_CONTRACTS = token_contracts(tokens)
+
+
+@pytest.fixture
+def wallet_server(settings, chain_settings, chain, tokens):
+    """A running provider stub, crediting on the local chain, that the settings point at."""
+    stub = WalletProviderStub(chain=chain, tokens=tokens)
     settings.WALLET_PROVIDER_URL = stub.url
     settings.WALLET_PROVIDER_SECRET = SECRET
     settings.WALLET_PROVIDER_TIMEOUT = 5
@@ -214,7 +249,7 @@ def test_a_timeout_is_transient(wallet_server, settings, gift, voucher):
     assert isinstance(raised.value.__cause__, TimeoutError)
 
 
-def test_a_refused_connection_is_transient(settings, gift, voucher):
+def test_a_refused_connection_is_transient(settings, chain_settings, gift, voucher):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as reserved:
         reserved.bind(("127.0.0.1", 0))  # bound, never listening
         settings.WALLET_PROVIDER_URL = f"http://127.0.0.1:{reserved.getsockname()[1]}/v1/credits"
@@ -232,6 +267,33 @@ def test_wallet_delivery_without_a_configured_provider_is_permanent(settings, gi
     with pytest.raises(PermanentDeliveryError) as raised:
         deliver_voucher(gift=gift, voucher=voucher)
     assert raised.value.reason == "Wallet delivery is not configured."
+
+
+def test_wallet_delivery_without_a_node_to_verify_with_is_permanent_and_nothing_is_credited(
+    wallet_server, settings, gift, voucher
+):
+    settings.ETH_RPC_URL = ""
+    with pytest.raises(PermanentDeliveryError) as raised:
+        deliver_voucher(gift=gift, voucher=voucher)
+    assert raised.value.reason == NOT_CONFIGURED
+    assert wallet_server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "decimals"),
+    [("CHF", "25", None), ("GBP", "25.50", 0)],
+    ids=["no-token-for-the-currency", "amount-finer-than-the-token"],
+)
+def test_a_credit_the_chain_cannot_carry_is_permanent_and_never_asked_for(
+    wallet_server, settings, tokens, user, currency, amount, decimals
+):
+    if decimals is not None:
+        settings.WALLET_TOKEN_CONTRACTS = {**settings.WALLET_TOKEN_CONTRACTS, currency: f"{tokens[currency].address}:0"}
+    gift = gift_row(user, recipient_email="", recipient_wallet=CHECKSUMMED, amount=Decimal(amount), currency=currency)
+    with pytest.raises(PermanentDeliveryError) as raised:
+        deliver_voucher(gift=gift, voucher=voucher_issue_for_gift(gift=gift))
+    assert raised.value.reason == NOT_CONFIGURED
+    assert wallet_server.requests == []
 
 
 def test_an_invalid_stored_wallet_is_permanent_and_nothing_is_sent(wallet_server, gift, voucher):
@@ -286,3 +348,133 @@ def test_gift_deliver_leaves_a_gift_queued_on_an_unsigned_confirmation(wallet_se
 
     gift.refresh_from_db()
     assert (gift.status, gift.last_error, gift.delivered_at) == (GiftStatus.QUEUED, UNVERIFIED, None)
+
+
+# --- The credit, verified on the chain over JSON-RPC ---------------------------------
+
+
+def test_a_credit_is_delivered_once_its_transfer_is_on_the_chain(wallet_server, chain, tokens, gift, voucher):
+    before = chain.balance(tokens["EUR"], CHECKSUMMED)
+
+    assert deliver_voucher(gift=gift, voucher=voucher) == "wallet"
+
+    [tx_hash] = wallet_server.sent
+    assert wallet_server.credits == {str(gift.id): tx_hash}
+    assert chain.balance(tokens["EUR"], CHECKSUMMED) - before == 25 * 10**18  # EUR's token has 18 decimals
+
+
+@pytest.mark.parametrize("mode", ["wrong_recipient", "wrong_amount", "failed", "wrong_contract"])
+def test_a_transfer_the_chain_contradicts_is_permanent(wallet_server, gift, voucher, mode):
+    wallet_server.transfer = mode
+
+    with pytest.raises(PermanentDeliveryError) as raised:
+        deliver_voucher(gift=gift, voucher=voucher)
+
+    assert raised.value.reason == chain_module.MISMATCH
+    assert len(wallet_server.sent) == 1  # a transaction was sent and found: it is not the credit
+
+
+def test_a_confirmation_without_a_transaction_is_permanent(wallet_server, gift, voucher):
+    wallet_server.transfer = "no_tx_hash"
+    with pytest.raises(PermanentDeliveryError) as raised:
+        deliver_voucher(gift=gift, voucher=voucher)
+    assert raised.value.reason == chain_module.NO_TRANSACTION
+
+
+@pytest.mark.parametrize("tx_hash", ["0x1234", 42, ["0x" + "ab" * 32], "0x" + "g" * 64])
+def test_a_confirmation_naming_no_valid_transaction_hash_is_permanent(wallet_server, gift, voucher, tx_hash):
+    wallet_server.answer = {"gift_id": str(gift.id), "status": "credited", "tx_hash": tx_hash}
+    with pytest.raises(PermanentDeliveryError) as raised:
+        deliver_voucher(gift=gift, voucher=voucher)
+    assert raised.value.reason == chain_module.NO_TRANSACTION
+
+
+def test_a_transaction_the_chain_does_not_know_yet_is_transient(wallet_server, gift, voucher):
+    wallet_server.answer = {"gift_id": str(gift.id), "status": "credited", "tx_hash": "0x" + "ab" * 32}
+    with pytest.raises(TransientDeliveryError) as raised:
+        deliver_voucher(gift=gift, voucher=voucher)
+    assert raised.value.reason == chain_module.NOT_MINED
+
+
+def test_too_few_confirmations_are_transient_and_a_retry_checks_the_same_transaction(
+    wallet_server, settings, chain, gift, voucher
+):
+    settings.ETH_MIN_CONFIRMATIONS = 3
+    with pytest.raises(TransientDeliveryError) as raised:
+        deliver_voucher(gift=gift, voucher=voucher)
+    assert raised.value.reason == chain_module.UNCONFIRMED
+
+    chain.mine(1)  # two confirmations of three
+    with pytest.raises(TransientDeliveryError):
+        deliver_voucher(gift=gift, voucher=voucher)
+    chain.mine(1)
+    assert deliver_voucher(gift=gift, voucher=voucher) == "wallet"
+
+    # Three requests under one idempotency key, one transfer on the chain.
+    assert [request.headers["Idempotency-Key"] for request in wallet_server.requests] == [str(gift.id)] * 3
+    assert len(wallet_server.sent) == 1
+
+
+def test_an_unreachable_node_is_transient_and_the_credit_goes_through_once_it_is_back(
+    wallet_server, chain, gift, voucher
+):
+    chain.stop()
+    try:
+        with pytest.raises(TransientDeliveryError) as raised:
+            deliver_voucher(gift=gift, voucher=voucher)
+    finally:
+        chain.start()
+    assert raised.value.reason == chain_module.UNREACHABLE
+
+    assert deliver_voucher(gift=gift, voucher=voucher) == "wallet"
+    assert len(wallet_server.sent) == 1
+
+
+def test_a_node_that_does_not_answer_in_time_is_transient(wallet_server, settings, gift, voucher):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel accepts the connection; nobody ever answers
+        settings.ETH_RPC_URL = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        settings.ETH_RPC_TIMEOUT = 0.2
+        with pytest.raises(TransientDeliveryError) as raised:
+            deliver_voucher(gift=gift, voucher=voucher)
+    assert raised.value.reason == chain_module.UNREACHABLE
+
+
+def test_a_mismatch_is_logged_masked_and_its_reason_is_coarse(wallet_server, gift, voucher, caplog):
+    wallet_server.transfer = "wrong_amount"
+    caplog.set_level(logging.DEBUG, logger="gifting")
+
+    with pytest.raises(PermanentDeliveryError) as raised:
+        deliver_voucher(gift=gift, voucher=voucher)
+
+    [tx_hash] = wallet_server.sent
+    assert "check=wrong_amount" in caplog.text
+    assert "0x5a…eAed" in caplog.text and str(25 * 10**18 - 1) in caplog.text
+    for text in (raised.value.reason, caplog.text):
+        assert CHECKSUMMED not in text and CHECKSUMMED.lower() not in text
+        assert tx_hash not in text and tx_hash[2:] not in text
+        assert voucher.code not in text
+
+
+def test_gift_deliver_leaves_a_mismatched_gift_queued_with_a_coarse_error(wallet_server, gift):
+    wallet_server.transfer = "wrong_recipient"
+
+    with pytest.raises(PermanentDeliveryError):
+        delivery.gift_deliver(gift_id=gift.id)
+
+    gift.refresh_from_db()
+    assert (gift.status, gift.last_error, gift.delivered_at) == (GiftStatus.QUEUED, chain_module.MISMATCH, None)
+
+
+def test_one_transaction_credits_one_gift_ever(db, django_user_model):
+    """A provider naming one transfer for two gifts (same wallet, same amount) gets the second refused."""
+    sender = django_user_model.objects.create_user(username="claims")
+    first, second = (gift_row(sender, recipient_email="", recipient_wallet=CHECKSUMMED) for _ in range(2))
+    tx_hash = "0x" + "ab" * 32
+
+    _claim_transaction(gift=first, tx_hash=tx_hash)
+    _claim_transaction(gift=first, tx_hash=tx_hash.upper().replace("0X", "0x"))  # its own retry carries on
+    with pytest.raises(PermanentDeliveryError, match=TRANSACTION_REUSED):
+        _claim_transaction(gift=second, tx_hash=tx_hash)
+    assert WalletCredit.objects.get().gift_id == first.id

@@ -1,10 +1,13 @@
-"""End to end for wallets: API → SQS (moto) → celery worker → a wallet provider on a real local HTTP server."""
+"""End to end for wallets: API → SQS (moto) → celery worker → a wallet provider on a real local HTTP server,
+which credits on a local chain that the worker checks over JSON-RPC (tests/integration/test_wallet_onchain.py
+has the failures)."""
 
 import uuid
 
 import pytest
 
 from gifting.models import Gift, GiftEvent, GiftStatus
+from tests.eth_chain import LocalChain, token_contracts_env
 from tests.waiting import wait_until
 from tests.wallet_provider import CHECKSUMMED, SECRET, WalletProviderStub
 from vouchers.models import Voucher
@@ -12,22 +15,37 @@ from vouchers.models import Voucher
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def chain():
+    local = LocalChain()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(chain):
+    return chain.deploy_currency_tokens()
+
+
 @pytest.fixture(autouse=True)
-def wallet_server(monkeypatch, settings):
-    """The provider stub, in the environment the worker processes inherit.
+def wallet_server(monkeypatch, settings, chain, tokens):
+    """The provider stub and the chain's node, in the environment the worker processes inherit.
 
     Autouse, so that it is set up before `start_worker`, which copies
     os.environ when it is set up, not when it starts a worker.
     """
-    stub = WalletProviderStub()
+    stub = WalletProviderStub(chain=chain, tokens=tokens)
     monkeypatch.setenv("WALLET_PROVIDER_URL", stub.url)
     monkeypatch.setenv("WALLET_PROVIDER_SECRET", SECRET)
+    monkeypatch.setenv("ETH_RPC_URL", chain.rpc_url)
+    monkeypatch.setenv("ETH_MIN_CONFIRMATIONS", "1")
+    monkeypatch.setenv("WALLET_TOKEN_CONTRACTS", token_contracts_env(tokens))
     settings.WALLET_PROVIDER_URL, settings.WALLET_PROVIDER_SECRET = stub.url, SECRET
     yield stub
     stub.stop()
 
 
-def test_a_wallet_gift_is_credited_once_by_a_worker(sqs, start_worker, client, wallet_server):
+def test_a_wallet_gift_is_credited_once_by_a_worker(sqs, start_worker, client, wallet_server, chain, tokens):
     start_worker()
     body = {"recipient_wallet": CHECKSUMMED.lower(), "amount": "30.00", "currency": "USD"}
     response = client.post("/api/v1/gifts/", body, format="json", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()))
@@ -41,6 +59,7 @@ def test_a_wallet_gift_is_credited_once_by_a_worker(sqs, start_worker, client, w
     wait_until(delivered, timeout=60, message="the wallet gift was not delivered")
 
     [request] = wallet_server.requests
+    assert chain.balance(tokens["USD"], CHECKSUMMED) == 30 * 10**6  # USD's token has 6 decimals
     assert request.signed
     assert request.headers["Idempotency-Key"] == str(gift.id)
     assert request.json() == {
