@@ -7,7 +7,7 @@ search can filter on; each alert is also counted in gift_alerts_total{alert}.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,6 +16,7 @@ from django.utils import timezone
 from core.logging import ALERT, MONITOR
 from core.sqs import ALL_QUEUES, GIFT_DLQ, GIFT_QUEUE, queue_depth, sqs_client, sqs_name
 from gifting import instruments
+from gifting.anomaly.watch import anomalies_check
 from gifting.models import GiftEvent, GiftEventType
 from gifting.selectors import oldest_queued_gift_age_seconds
 
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 class Alert:
     name: str
     detail: str
+    fields: dict = field(default_factory=dict)  # more searchable fields for the ALERT record
 
 
 def _alerts(*, depths: dict[str, dict[str, int]], oldest_age: float, now: datetime) -> list[Alert]:
@@ -76,7 +78,10 @@ def queues_monitor(*, now: datetime | None = None) -> list[Alert]:
             },
         )
     alerts += _alerts(depths=depths, oldest_age=oldest_age, now=now) if depths else []
+    alerts += [Alert("anomaly", found.detail, found.fields) for found in anomalies_check(now=now, depths=depths)]
     for alert in alerts:
         instruments.ALERTS.labels(alert=alert.name).inc()
-        logger.warning("[ALERT] %s: %s", alert.name, alert.detail, extra={"marker": ALERT, "alert": alert.name})
+        logger.warning(
+            "[ALERT] %s: %s", alert.name, alert.detail, extra={"marker": ALERT, "alert": alert.name, **alert.fields}
+        )
     return alerts
