@@ -6,12 +6,15 @@ reason is for reviewers; senders never see which rule fired.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from django.conf import settings
+
+from fraud.anomaly import anomaly_score
+from fraud.history import RecentGifts
 
 
 class RuleName(StrEnum):
@@ -21,6 +24,7 @@ class RuleName(StrEnum):
     FAN_IN = "fan_in"
     NEW_ACCOUNT = "new_account"
     HIGH_VALUE = "high_value"
+    ANOMALY = "anomaly"
 
 
 # How much each signal adds to a gift's risk score. FRAUD_REVIEW_SCORE and
@@ -53,6 +57,9 @@ class GiftFacts:
     baseline_hourly_count: Decimal  # the sender's average per hour over the baseline period
     baseline_hourly_value: Decimal
     recipient_senders: int  # distinct senders to this recipient in the fan-in window, this one included
+    # For the anomaly score; the defaults (no recent gifts) keep it silent.
+    hour: int = 0  # the gift's hour of day, UTC
+    recent: RecentGifts = field(default_factory=RecentGifts)
 
 
 def velocity(facts: GiftFacts) -> Signal | None:
@@ -96,7 +103,17 @@ def high_value(facts: GiftFacts) -> Signal | None:
     return Signal(RuleName.HIGH_VALUE, HIGH_VALUE_SCORE, f"Amount {facts.amount} is at or above the review threshold.")
 
 
-RULES: tuple[Callable[[GiftFacts], Signal | None], ...] = (velocity, fan_in, new_account, high_value)
+def anomaly(facts: GiftFacts) -> Signal | None:
+    """A gift unlike the sender's own recent ones (fraud.anomaly), once they have FRAUD_ANOMALY_MIN_HISTORY of them."""
+    if facts.recent.count < settings.FRAUD_ANOMALY_MIN_HISTORY:
+        return None
+    result = anomaly_score(amount=facts.amount, hour=facts.hour, account_age=facts.account_age, recent=facts.recent)
+    if result.score < settings.FRAUD_ANOMALY_THRESHOLD:
+        return None
+    return Signal(RuleName.ANOMALY, settings.FRAUD_ANOMALY_SCORE, result.explanation)
+
+
+RULES: tuple[Callable[[GiftFacts], Signal | None], ...] = (velocity, fan_in, new_account, high_value, anomaly)
 
 
 def evaluate(facts: GiftFacts) -> list[Signal]:

@@ -7,7 +7,7 @@ cannot all slip under a quota.
 """
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -51,8 +51,14 @@ def gift_assess(
 ) -> Verdict:
     """Refuse a gift over a hard limit (LimitExceeded), else decide allow / hold / reject."""
     _check_hard_limits(sender_id=sender_id, amount=amount, history=history)
+    facts = gift_facts(amount=amount, history=history, windows=windows)
+    return decide(amount=amount, signals=rules.evaluate(facts), recipient_is_email=recipient_is_email, now=windows.now)
+
+
+def gift_facts(*, amount: Decimal, history: SenderHistory, windows: Windows) -> rules.GiftFacts:
+    """What the rules see of a gift of `amount` with this history (also used by bench/evaluate_fraud_anomalies.py)."""
     hours = Decimal(windows.baseline_hours)
-    facts = rules.GiftFacts(
+    return rules.GiftFacts(
         amount=amount,
         account_age=history.account_age,
         last_hour_count=history.last_hour.count + 1,
@@ -60,8 +66,9 @@ def gift_assess(
         baseline_hourly_count=history.baseline.count / hours,
         baseline_hourly_value=history.baseline.value / hours,
         recipient_senders=history.recipient_other_senders + 1,
+        hour=windows.now.astimezone(UTC).hour,
+        recent=history.recent,
     )
-    return decide(amount=amount, signals=rules.evaluate(facts), recipient_is_email=recipient_is_email, now=windows.now)
 
 
 def risk_assessment_record(*, gift_id: uuid.UUID, verdict: Verdict) -> RiskAssessment:

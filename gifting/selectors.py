@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Min, Q, QuerySet, Sum
+from django.db.models import Count, Min, QuerySet, Sum
 from django.db.models.functions import TruncMinute
 
 from core import crypto
-from fraud.history import SenderHistory, Totals, Windows
+from fraud.history import RECENT_GIFTS_CAP, RecentGifts, SenderHistory, Totals, Windows
 from gifting.events import PUBLIC_DETAIL_KEYS, PUBLIC_EVENT_TYPES
 from gifting.models import Gift, GiftEvent, GiftEventType, GiftStatus, HoldReason
 
@@ -54,11 +54,6 @@ def oldest_queued_gift_age_seconds(*, now: datetime) -> float:
     return (now - oldest).total_seconds() if oldest else 0.0
 
 
-def _to_recipient(*, email: str, wallet: str) -> Q:
-    """Gifts to this recipient in its canonical form (core.recipients), found by the blind index."""
-    return Q(recipient_index=crypto.recipient_index(email=email, wallet=wallet))
-
-
 def _sender_totals(sender: AbstractBaseUser, *, since: datetime, until: datetime | None = None) -> Totals:
     """Count and nominal value of the sender's live gifts in [since, until) (currencies summed as numbers)."""
     gifts = Gift.objects.filter(sender=sender, status__in=LIVE_STATUSES, created_at__gte=since)
@@ -68,14 +63,39 @@ def _sender_totals(sender: AbstractBaseUser, *, since: datetime, until: datetime
     return Totals(count=row["count"], value=row["value"] or Decimal("0"))
 
 
+def _recent_gifts(sender: AbstractBaseUser, *, recipient: str, windows: Windows) -> RecentGifts:
+    """The sender's pattern for fraud.anomaly: one query of at most RECENT_GIFTS_CAP rows, newest first."""
+    rows = (
+        Gift.objects.filter(
+            sender=sender,
+            status__in=LIVE_STATUSES,
+            created_at__gte=windows.recent_since,
+            created_at__lt=windows.baseline_until,
+        )
+        .order_by("-created_at")
+        .values_list("amount", "created_at", "recipient_index")[:RECENT_GIFTS_CAP]
+    )
+    amounts, hours, recipients = [], [], set()
+    for amount, created_at, index in rows:
+        amounts.append(amount)
+        hours.append(created_at.astimezone(UTC).hour)
+        recipients.add(index)
+    return RecentGifts(
+        amounts=tuple(amounts),
+        hours=tuple(hours),
+        distinct_recipients=len(recipients),
+        sent_to_recipient=recipient in recipients,
+    )
+
+
 def sender_history_for_assessment(
     *, sender: AbstractBaseUser, recipient_email: str, recipient_wallet: str, windows: Windows
 ) -> SenderHistory:
     """What fraud's policy asks about the sender and the recipient, for its windows. Run under sender_lock."""
+    # The recipient in its canonical form (core.recipients), found by the blind index.
+    recipient = crypto.recipient_index(email=recipient_email, wallet=recipient_wallet)
     others = (
-        Gift.objects.filter(
-            _to_recipient(email=recipient_email, wallet=recipient_wallet), created_at__gte=windows.fan_in_since
-        )
+        Gift.objects.filter(recipient_index=recipient, created_at__gte=windows.fan_in_since)
         .exclude(sender=sender)
         .values("sender")
         .distinct()
@@ -88,6 +108,7 @@ def sender_history_for_assessment(
         last_week=_sender_totals(sender, since=windows.last_week_since),
         baseline=_sender_totals(sender, since=windows.baseline_since, until=windows.baseline_until),
         recipient_other_senders=others,
+        recent=_recent_gifts(sender, recipient=recipient, windows=windows),
     )
 
 
