@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -49,14 +49,33 @@ class TokenObtainApi(APIView):
             400: FIELD_ERRORS,
             413: PAYLOAD_TOO_LARGE,
             415: UNSUPPORTED_MEDIA_TYPE,
+            428: error_response(
+                "After failed logins from this address, or while it is flagged (abuse/): the body's `challenge` "
+                "(ALTCHA: find n with SHA-256(salt + n) = challenge, n <= maxnumber) must be solved and sent as "
+                "the base64 JSON payload {algorithm, challenge, number, salt, signature} in the "
+                "`X-Challenge-Solution` header. A wrong, expired or used solution gets a new challenge.",
+                ErrorCode.CHALLENGE_REQUIRED,
+            ),
             429: error_response(
-                "Too many requests from this address (rate_limited), or too many failed logins (locked_out).",
+                "Too many requests from this address (rate_limited), too many failed logins (locked_out), "
+                "or this client is blocked after suspicious activity (blocked).",
                 ErrorCode.RATE_LIMITED,
                 ErrorCode.LOCKED_OUT,
+                ErrorCode.BLOCKED,
             ),
             503: LIMITS_UNAVAILABLE,
         },
-        parameters=[RETRY_AFTER],
+        parameters=[
+            RETRY_AFTER,
+            OpenApiParameter(
+                "X-Challenge-Solution",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="The solution of a 428's challenge: base64 JSON {algorithm, challenge, number, salt, "
+                "signature}.",
+            ),
+        ],
     )
     def post(self, request: Request) -> Response:
         enforce_rate_limit(request, group="auth-token:ip", key="ip", rate=settings.RATELIMIT_TOKEN_IP)

@@ -8,6 +8,7 @@ in clear. Development defaults exist for everything else.
 
 import ipaddress
 import os
+import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -106,6 +107,7 @@ INSTALLED_APPS = [
     "vouchers",
     "fraud",
     "audit",
+    "abuse",
 ]
 
 MIDDLEWARE = [
@@ -122,6 +124,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.access_log.AccessLogMiddleware",
+    # Inside the access log (which so logs its 429s and 428s): blocks, challenges, request-pattern analysis.
+    "abuse.middleware.AbuseMiddleware",
     # Last, as django-axes asks: it turns lockouts on the admin login into responses.
     "axes.middleware.AxesMiddleware",
 ]
@@ -320,6 +324,12 @@ MONITOR_INTERVAL = env.int("MONITOR_INTERVAL", default=60)
 ALERT_QUEUE_DEPTH = env.int("ALERT_QUEUE_DEPTH", default=1000)
 ALERT_OLDEST_QUEUED_SECONDS = env.int("ALERT_OLDEST_QUEUED_SECONDS", default=900)
 ALERT_STALL_SECONDS = env.int("ALERT_STALL_SECONDS", default=900)
+# Anomaly detection on the 5-minute series (gifting/anomaly/, docs/anomaly-detection.md): a bucket
+# this many robust standard deviations off its hour's baseline is an `anomaly` ALERT, once the hour
+# (weekdays and weekends apart) has MIN_HISTORY earlier buckets. 4.5 is the evaluation's calibration.
+ANOMALY_DETECTION = env.bool("ANOMALY_DETECTION", default=True)
+ANOMALY_THRESHOLD = env.float("ANOMALY_THRESHOLD", default=4.5)
+ANOMALY_MIN_HISTORY = env.int("ANOMALY_MIN_HISTORY", default=24)
 
 CELERY_BEAT_SCHEDULE = {
     "republish-stale-gifts": {
@@ -366,6 +376,46 @@ AXES_LOCKOUT_CALLABLE = "audit.admin_site.axes_lockout_response"
 ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=False)
 OTP_TOTP_ISSUER = "Gift a Voucher"
 
+# --- Abuse intelligence (abuse/) ---------------------------------------------------
+# A proof-of-work challenge (ALTCHA) on the token endpoint and the admin login, required after
+# CHALLENGE_AFTER_FAILURES failed logins from one IP within CHALLENGE_FAILURE_WINDOW seconds, or
+# while the client is flagged. The HMAC key is derived from BLIND_INDEX_KEY (abuse/challenge.py)
+# unless CHALLENGE_HMAC_KEY is set, so production needs no new secret.
+CHALLENGE_HMAC_KEY = env.str("CHALLENGE_HMAC_KEY", default="")
+CHALLENGE_MAX_NUMBER = env.int("CHALLENGE_MAX_NUMBER", default=50000)  # difficulty: hashes to try, at most
+CHALLENGE_TTL = env.int("CHALLENGE_TTL", default=300)
+CHALLENGE_AFTER_FAILURES = env.int("CHALLENGE_AFTER_FAILURES", default=3)
+CHALLENGE_FAILURE_WINDOW = env.int("CHALLENGE_FAILURE_WINDOW", default=900)
+# Request-pattern analysis over rolling windows (seconds) in the cache: first detection flags the
+# client for ABUSE_FLAG_SECONDS (the challenge is required), a repeat while flagged blocks it for
+# ABUSE_BLOCK_SECONDS (429 blocked). Off with ABUSE_ANALYSIS_ENABLED=false.
+ABUSE_ANALYSIS_ENABLED = env.bool("ABUSE_ANALYSIS_ENABLED", default=True)
+ABUSE_WINDOW_SECONDS = env.int("ABUSE_WINDOW_SECONDS", default=300)
+ABUSE_ERROR_COUNT = env.int("ABUSE_ERROR_COUNT", default=50)  # 400/401/404 answers in the window …
+ABUSE_ERROR_RATIO = env.float("ABUSE_ERROR_RATIO", default=0.5)  # … that are at least this share of all
+ABUSE_ENUMERATION_IDS = env.int("ABUSE_ENUMERATION_IDS", default=20)  # distinct 404s on GET /api/v1/gifts/{id}/
+ABUSE_SPRAY_USERNAMES = env.int("ABUSE_SPRAY_USERNAMES", default=10)  # distinct usernames failing from one IP
+ABUSE_RECIPIENT_BURST = env.int("ABUSE_RECIPIENT_BURST", default=20)  # distinct recipients one user gifts to
+ABUSE_FLAG_SECONDS = env.int("ABUSE_FLAG_SECONDS", default=3600)
+ABUSE_BLOCK_SECONDS = env.int("ABUSE_BLOCK_SECONDS", default=3600)
+for _name in (
+    "CHALLENGE_MAX_NUMBER",
+    "CHALLENGE_TTL",
+    "CHALLENGE_AFTER_FAILURES",
+    "CHALLENGE_FAILURE_WINDOW",
+    "ABUSE_WINDOW_SECONDS",
+    "ABUSE_ERROR_COUNT",
+    "ABUSE_ENUMERATION_IDS",
+    "ABUSE_SPRAY_USERNAMES",
+    "ABUSE_RECIPIENT_BURST",
+    "ABUSE_FLAG_SECONDS",
+    "ABUSE_BLOCK_SECONDS",
+):
+    if vars()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be a positive whole number.")
+if not 0 < ABUSE_ERROR_RATIO <= 1:
+    raise ImproperlyConfigured("ABUSE_ERROR_RATIO must be a share of requests: more than 0, at most 1.")
+
 # --- Fraud rules (amounts are in the gift's currency) -------------------------
 FRAUD_MIN_AMOUNT = env_decimal("FRAUD_MIN_AMOUNT", default="1")
 FRAUD_MAX_AMOUNT = env_decimal("FRAUD_MAX_AMOUNT", default="2000")
@@ -383,6 +433,11 @@ FRAUD_VELOCITY_FACTOR = env_decimal("FRAUD_VELOCITY_FACTOR", default="5")
 FRAUD_VELOCITY_MIN_COUNT = env.int("FRAUD_VELOCITY_MIN_COUNT", default=10)
 FRAUD_FANIN_SENDERS = env.int("FRAUD_FANIN_SENDERS", default=3)
 FRAUD_FANIN_WINDOW = env.int("FRAUD_FANIN_WINDOW", default=86400)
+# The per-sender anomaly score (fraud/anomaly.py): at THRESHOLD or above, for a sender with at least
+# MIN_HISTORY recent gifts, the `anomaly` signal adds SCORE. Defaults chosen in docs/anomaly-detection.md.
+FRAUD_ANOMALY_THRESHOLD = env.float("FRAUD_ANOMALY_THRESHOLD", default=5.0)
+FRAUD_ANOMALY_SCORE = env.int("FRAUD_ANOMALY_SCORE", default=50)
+FRAUD_ANOMALY_MIN_HISTORY = env.int("FRAUD_ANOMALY_MIN_HISTORY", default=5)
 # Risk scores add up: at REVIEW a gift waits for approval, at REJECT it is refused.
 FRAUD_REVIEW_SCORE = env.int("FRAUD_REVIEW_SCORE", default=50)
 FRAUD_REJECT_SCORE = env.int("FRAUD_REJECT_SCORE", default=100)
@@ -437,6 +492,19 @@ WALLET_PROVIDER_SECRET = env.str("WALLET_PROVIDER_SECRET", default="")
 WALLET_PROVIDER_TIMEOUT = env.int("WALLET_PROVIDER_TIMEOUT", default=10)
 if WALLET_PROVIDER_URL and not WALLET_PROVIDER_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured("WALLET_PROVIDER_URL must be an http(s) URL.")
+# Every credit is verified on chain (gifting/chain.py) over JSON-RPC from our own or a trusted node;
+# unset, wallet gifts fail as permanent. Tokens: one ERC-20 per currency, CUR=0x<address>:<decimals>.
+ETH_RPC_URL = env.str("ETH_RPC_URL", default="")
+ETH_RPC_TIMEOUT = env.float("ETH_RPC_TIMEOUT", default=10)
+ETH_MIN_CONFIRMATIONS = env.int("ETH_MIN_CONFIRMATIONS", default=12)
+WALLET_TOKEN_CONTRACTS = env.dict("WALLET_TOKEN_CONTRACTS", default={})
+if ETH_RPC_URL and not ETH_RPC_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("ETH_RPC_URL must be an http(s) URL.")
+if ETH_MIN_CONFIRMATIONS < 1:
+    raise ImproperlyConfigured("ETH_MIN_CONFIRMATIONS must be at least 1.")
+for _currency, _token in WALLET_TOKEN_CONTRACTS.items():
+    if not re.fullmatch(r"0x[0-9a-fA-F]{40}:[0-9]{1,2}", _token.strip()):
+        raise ImproperlyConfigured(f"WALLET_TOKEN_CONTRACTS: {_currency} must be 0x<40 hex digits>:<decimals>.")
 
 # --- Encryption in transit --------------------------------------------------------
 # With DEBUG off nothing leaves this host in clear: every connection to another host uses TLS
@@ -448,6 +516,7 @@ if not DEBUG:
         "REDIS_URL": transport_security.redis_problem(REDIS_URL),
         "SQS_ENDPOINT_URL": transport_security.https_problem(SQS_ENDPOINT_URL or ""),
         "WALLET_PROVIDER_URL": transport_security.https_problem(WALLET_PROVIDER_URL),
+        "ETH_RPC_URL": transport_security.https_problem(ETH_RPC_URL),
         "SITE_URL": transport_security.https_problem(SITE_URL),  # links in emails carry tokens
     }
     _refused = [f"{variable}: {problem}" for variable, problem in _plaintext.items() if problem]

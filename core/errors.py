@@ -23,6 +23,8 @@ class ErrorCode(StrEnum):
     WEEKLY_QUOTA = "weekly_quota"
     RATE_LIMITED = "rate_limited"
     LOCKED_OUT = "locked_out"
+    CHALLENGE_REQUIRED = "challenge_required"
+    BLOCKED = "blocked"
     SERVICE_UNAVAILABLE = "service_unavailable"
     ERROR = "error"
 

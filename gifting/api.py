@@ -76,7 +76,12 @@ class GiftListCreateApi(APIView):
                 ErrorCode.DAILY_QUOTA,
                 ErrorCode.WEEKLY_QUOTA,
             ),
-            429: error_response("Too many requests, per user or per address.", ErrorCode.RATE_LIMITED),
+            429: error_response(
+                "Too many requests, per user or per address (rate_limited), or this client is blocked after "
+                "suspicious activity (blocked).",
+                ErrorCode.RATE_LIMITED,
+                ErrorCode.BLOCKED,
+            ),
             503: LIMITS_UNAVAILABLE,
         },
         parameters=[

@@ -329,7 +329,7 @@ def response_schema(schema: dict, op: dict, status: str) -> dict:
 @pytest.mark.parametrize(
     ("method", "path", "statuses"),
     [
-        ("post", "/api/v1/auth/token/", {"200", "400", "413", "415", "429", "503"}),
+        ("post", "/api/v1/auth/token/", {"200", "400", "413", "415", "428", "429", "503"}),
         ("post", "/api/v1/gifts/", {"202", "400", "401", "409", "413", "415", "422", "429", "503"}),
         ("get", "/api/v1/gifts/", {"200", "401", "404"}),
         ("get", "/api/v1/gifts/{gift_id}/", {"200", "401", "404"}),
@@ -354,8 +354,9 @@ def test_the_documented_error_codes(schema):
         for status in op["responses"]
         if status not in {"200", "202", "400"}
     }
-    assert codes[("429", "token")] == ["rate_limited", "locked_out"]
-    assert codes[("429", "create")] == ["rate_limited"]
+    assert codes[("428", "token")] == ["challenge_required"]
+    assert codes[("429", "token")] == ["rate_limited", "locked_out", "blocked"]
+    assert codes[("429", "create")] == ["rate_limited", "blocked"]
     assert codes[("503", "create")] == ["service_unavailable"]
     assert codes[("413", "create")] == ["payload_too_large"]
     assert codes[("401", "create")] == ["not_authenticated"]
