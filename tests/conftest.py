@@ -62,3 +62,19 @@ def auth_client(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
+
+
+@pytest.fixture(scope="module")
+def chain():
+    """A local Ethereum chain behind a real JSON-RPC server (it takes seconds to start: one per module)."""
+    from tests.eth_chain import LocalChain  # py-evm loads slowly: only the modules that use it pay
+
+    local = LocalChain()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(chain):
+    """The ERC-20 token of each currency, deployed on that chain."""
+    return chain.deploy_currency_tokens()

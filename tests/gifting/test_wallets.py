@@ -24,23 +24,10 @@ from gifting.wallets import (
     _claim_transaction,
     normalize_wallet,
 )
-from tests.eth_chain import LocalChain, token_contracts
+from tests.eth_chain import token_contracts
 from tests.factories import gift_row
 from tests.wallet_provider import CHECKSUMMED, DIGITS_ONLY_CHECKSUMMED, SECRET, WalletProviderStub, hmac_hex
 from vouchers.services import voucher_issue_for_gift
-
-
-@pytest.fixture(scope="module")
-def chain():
-    """A local chain behind a JSON-RPC server (it takes seconds to start: one per module)."""
-    local = LocalChain()
-    yield local
-    local.stop()
-
-
-@pytest.fixture(scope="module")
-def tokens(chain):
-    return chain.deploy_currency_tokens()
 
 
 @pytest.fixture

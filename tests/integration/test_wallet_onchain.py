@@ -11,7 +11,7 @@ import pytest
 from gifting import chain as chain_module
 from gifting.models import Gift, GiftEvent, GiftStatus
 from gifting.tasks import FAILURE_REASONS
-from tests.eth_chain import LocalChain, token_contracts_env
+from tests.eth_chain import token_contracts_env
 from tests.waiting import wait_until
 from tests.wallet_provider import CHECKSUMMED, SECRET, WalletProviderStub
 
@@ -20,18 +20,6 @@ pytestmark = pytest.mark.integration
 # Enough retries (GIFT_RETRY_BACKOFF_MAX is 1 s in tests) that a gift waiting for the test to mine
 # blocks or restart the node cannot run out of them first.
 PATIENT = {"GIFT_MAX_RETRIES": "1000"}
-
-
-@pytest.fixture(scope="module")
-def chain():
-    local = LocalChain()
-    yield local
-    local.stop()
-
-
-@pytest.fixture(scope="module")
-def tokens(chain):
-    return chain.deploy_currency_tokens()
 
 
 @pytest.fixture(autouse=True)
