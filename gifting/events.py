@@ -61,6 +61,7 @@ def _record(
     actor: AbstractBaseUser | None = None,
     actor_label: str,
     at: datetime | None = None,
+    first: bool = False,
     **details,
 ) -> GiftEvent:
     event = GiftEvent(
@@ -72,6 +73,13 @@ def _record(
         # As the database will give it back (a tuple comes back a list), so the hash matches on reading.
         details=json.loads(json.dumps(details)),
     )
+    if first:
+        # The gift's first event, in the transaction that inserted the gift: no other transaction can
+        # see the gift yet, let alone add an event to it, so there is no lock to take and no predecessor.
+        event.at = at or timezone.now()
+        event.chain_hash = link_hash(gift_anchor(gift.pk), event_link_fields(event), key=chain_key())
+        event.save()
+        return event
     with transaction.atomic(savepoint=False):
         # The gift's row lock puts one gift's events in a single file: no two can follow the same
         # predecessor. It is the lock gifting.transitions takes first, so callers that already hold it
@@ -90,7 +98,8 @@ def _record(
 
 
 def gift_created(gift: Gift, *, actor: AbstractBaseUser) -> GiftEvent:
-    return _record(gift, GiftEventType.CREATED, actor=actor, actor_label="user")
+    """The first event of every gift: call it in the transaction that inserts the gift, before any other."""
+    return _record(gift, GiftEventType.CREATED, actor=actor, actor_label="user", first=True)
 
 
 def gift_queued(gift: Gift, *, message_id: str, actor_label: str, sent_at: datetime) -> GiftEvent:

@@ -14,12 +14,13 @@ import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.crypto import derived_key
@@ -67,20 +68,47 @@ def _key_in_use() -> ApplicationError:
     )
 
 
+def _stale(now: datetime) -> Q:
+    """Records that no longer hold their key: past the TTL, or claims abandoned by a request that died."""
+    return Q(created_at__lt=now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)) | Q(
+        response_status__isnull=True, created_at__lt=now - ABANDONED_AFTER
+    )
+
+
+def _is_stale(record: IdempotencyKey, now: datetime) -> bool:
+    """_stale() for a record already read: a replay then costs no DELETE."""
+    expired = record.created_at < now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
+    return expired or (record.in_flight and record.created_at < now - ABANDONED_AFTER)
+
+
+def _insert_claim(*, user: AbstractBaseUser, key: str, request_fingerprint: str) -> IdempotencyKey:
+    # In a savepoint of its own: a conflict must not break a transaction the caller may be in.
+    with transaction.atomic():
+        return IdempotencyKey.objects.create(user=user, key=key, request_fingerprint=request_fingerprint)
+
+
 def _claim(*, user: AbstractBaseUser, key: str, request_fingerprint: str) -> tuple[IdempotencyKey, bool]:
     """A new in-flight claim on the key (True), or the existing record for it (False)."""
-    now = timezone.now()
-    IdempotencyKey.objects.filter(user=user, key=key).filter(
-        created_at__lt=now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
-    ).delete()
-    IdempotencyKey.objects.filter(
-        user=user, key=key, response_status__isnull=True, created_at__lt=now - ABANDONED_AFTER
-    ).delete()
+    # Insert first: a new key (nearly every request) costs one INSERT. Stale records are looked
+    # for only when the unique constraint says the key is taken.
     try:
-        with transaction.atomic():
-            return IdempotencyKey.objects.create(user=user, key=key, request_fingerprint=request_fingerprint), True
+        return _insert_claim(user=user, key=key, request_fingerprint=request_fingerprint), True
     except IntegrityError:
-        existing = IdempotencyKey.objects.filter(user=user, key=key).first()
+        pass
+    now = timezone.now()
+    records = IdempotencyKey.objects.filter(user=user, key=key)
+    existing = records.first()
+    if (
+        existing is not None
+        and _is_stale(existing, now)
+        # The DELETE checks again, in case the record changed since it was read.
+        and records.filter(pk=existing.pk).filter(_stale(now)).delete()[0]
+    ):
+        # Forgotten: the key is free again, unless a competing request claims it first.
+        try:
+            return _insert_claim(user=user, key=key, request_fingerprint=request_fingerprint), True
+        except IntegrityError:
+            existing = records.first()
     if existing is None:
         # A competing request released its claim between our insert and this read.
         raise _key_in_use()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Min, QuerySet, Sum
+from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncMinute
 
 from core import crypto
@@ -54,13 +54,25 @@ def oldest_queued_gift_age_seconds(*, now: datetime) -> float:
     return (now - oldest).total_seconds() if oldest else 0.0
 
 
-def _sender_totals(sender: AbstractBaseUser, *, since: datetime, until: datetime | None = None) -> Totals:
-    """Count and nominal value of the sender's live gifts in [since, until) (currencies summed as numbers)."""
-    gifts = Gift.objects.filter(sender=sender, status__in=LIVE_STATUSES, created_at__gte=since)
-    if until is not None:
-        gifts = gifts.filter(created_at__lt=until)
-    row = gifts.aggregate(count=Count("id"), value=Sum("amount"))
-    return Totals(count=row["count"], value=row["value"] or Decimal("0"))
+def _sender_totals(sender: AbstractBaseUser, windows: Windows) -> dict[str, Totals]:
+    """Count and nominal value of the sender's live gifts per window (currencies summed as numbers).
+
+    One query for the four windows (last hour, day, week, and the baseline that ends an hour ago):
+    a single pass over the sender's rows since the earliest of them, each window a FILTER.
+    """
+    periods = {
+        "last_hour": Q(created_at__gte=windows.last_hour_since),
+        "last_day": Q(created_at__gte=windows.last_day_since),
+        "last_week": Q(created_at__gte=windows.last_week_since),
+        "baseline": Q(created_at__gte=windows.baseline_since, created_at__lt=windows.baseline_until),
+    }
+    since = min(windows.last_hour_since, windows.last_day_since, windows.last_week_since, windows.baseline_since)
+    aggregates = {}
+    for name, period in periods.items():
+        aggregates[f"{name}_count"] = Count("id", filter=period)
+        aggregates[f"{name}_value"] = Sum("amount", filter=period)
+    row = Gift.objects.filter(sender=sender, status__in=LIVE_STATUSES, created_at__gte=since).aggregate(**aggregates)
+    return {name: Totals(count=row[f"{name}_count"], value=row[f"{name}_value"] or Decimal("0")) for name in periods}
 
 
 def _recent_gifts(sender: AbstractBaseUser, *, recipient: str, windows: Windows) -> RecentGifts:
@@ -101,12 +113,13 @@ def sender_history_for_assessment(
         .distinct()
         .count()
     )
+    totals = _sender_totals(sender, windows)
     return SenderHistory(
         account_age=windows.now - sender.date_joined,
-        last_hour=_sender_totals(sender, since=windows.last_hour_since),
-        last_day=_sender_totals(sender, since=windows.last_day_since),
-        last_week=_sender_totals(sender, since=windows.last_week_since),
-        baseline=_sender_totals(sender, since=windows.baseline_since, until=windows.baseline_until),
+        last_hour=totals["last_hour"],
+        last_day=totals["last_day"],
+        last_week=totals["last_week"],
+        baseline=totals["baseline"],
         recipient_other_senders=others,
         recent=_recent_gifts(sender, recipient=recipient, windows=windows),
     )
