@@ -12,7 +12,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --require-
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: run test fuzz lint format lock audit setup_queues clean chaos evaluate-anomalies
+.PHONY: run test fuzz lint format lock audit setup_queues clean chaos evaluate-anomalies bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,15 @@ audit: $(STAMP)
 chaos: $(STAMP)
 	mkdir -p var
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/chaos.py --report var/chaos-report.txt
+
+# The benchmarks (bench/accept.py, bench/drain.py; figures in docs/benchmarks.md): the real stack on
+# loopback (PostgreSQL database `bench`, Redis db 12, LocalStack's SQS, web on :8411), a few minutes.
+bench: $(STAMP)
+	mkdir -p var
+	bin/ensure-wrk
+	bin/ensure-localstack
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/accept.py $(ACCEPT_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/drain.py $(DRAIN_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
