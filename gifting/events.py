@@ -143,8 +143,9 @@ def gift_failed(gift: Gift, *, reason: str, cause: str) -> GiftEvent:
     return _record(gift, GiftEventType.FAILED, actor_label="worker", reason=reason, cause=cause)
 
 
-def gift_dead_lettered(gift: Gift, *, message_id: str) -> GiftEvent:
-    return _record(gift, GiftEventType.DEAD_LETTERED, actor_label="worker", message_id=message_id)
+def gift_dead_lettered(gift: Gift, *, message_id: str, sent_at: datetime) -> GiftEvent:
+    # Dated when the dead letter was sent, like `queued`: the row lock may keep the record waiting.
+    return _record(gift, GiftEventType.DEAD_LETTERED, actor_label="worker", at=sent_at, message_id=message_id)
 
 
 def gift_redriven(

@@ -78,9 +78,10 @@ def gift_record_retry(*, gift_id: uuid.UUID, reason: str, delay_seconds: int, er
 
 def gift_dead_letter(*, gift_id: uuid.UUID) -> None:
     """Put the gift's message on the DLQ, in the gift queue's own format, for a later redrive."""
+    sent_at = timezone.now()
     message_id = publish_delivery(gift_id, queue=GIFT_DLQ)
     gift = Gift.objects.get(id=gift_id)
-    events.gift_dead_lettered(gift, message_id=message_id)
+    events.gift_dead_lettered(gift, message_id=message_id, sent_at=sent_at)
     instruments.delivery_counted(outcome="dead_lettered", channel=instruments.channel_of(gift))
     logger.error("gift dead-lettered gift=%s", gift_id)
 

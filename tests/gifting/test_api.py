@@ -221,7 +221,7 @@ def test_the_timeline_does_not_leak_internal_details(auth_client, make_gift):
     events.gift_retry_scheduled(gift, reason="Busy.", retry_at="2030-01-01T00:00:00+00:00", delay_seconds=4)
     events.gift_duplicate_ignored(gift, status="queued")
     delivery.gift_fail(gift_id=gift.id, reason="Delivery kept failing.", cause="retries_exhausted")
-    events.gift_dead_lettered(gift, message_id="secret-dlq-id")
+    events.gift_dead_lettered(gift, message_id="secret-dlq-id", sent_at=timezone.now())
 
     response = auth_client.get(f"{GIFTS}{gift.id}/")
 
