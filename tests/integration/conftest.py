@@ -229,3 +229,25 @@ def start_worker(transactional_db, tmp_path):
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture
+def wallet_server(monkeypatch, settings, chain, tokens):
+    """The wallet provider stub and the chain's node, in the environment the worker processes inherit.
+
+    Modules use it with `pytest.mark.usefixtures("wallet_server")`, so that it is set up before
+    `start_worker`, which copies os.environ when it is set up, not when it starts a worker.
+    """
+    from tests.eth_chain import token_contracts_env  # py-evm loads slowly: only the modules that use it pay
+    from tests.wallet_provider import SECRET, WalletProviderStub
+
+    stub = WalletProviderStub(chain=chain, tokens=tokens)
+    monkeypatch.setenv("WALLET_PROVIDER_URL", stub.url)
+    monkeypatch.setenv("WALLET_PROVIDER_SECRET", SECRET)
+    monkeypatch.setenv("ETH_RPC_URL", chain.rpc_url)
+    monkeypatch.setenv("ETH_MIN_CONFIRMATIONS", "1")
+    monkeypatch.setenv("WALLET_TOKEN_CONTRACTS", token_contracts_env(tokens))
+    settings.WALLET_PROVIDER_URL, settings.WALLET_PROVIDER_SECRET = stub.url, SECRET
+    yield stub
+    stub.stop()
+    chain.ensure_running()  # for the next test, if this one stopped the node and failed

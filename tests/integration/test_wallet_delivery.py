@@ -7,30 +7,11 @@ import uuid
 import pytest
 
 from gifting.models import Gift, GiftEvent, GiftStatus
-from tests.eth_chain import token_contracts_env
 from tests.waiting import wait_until
-from tests.wallet_provider import CHECKSUMMED, SECRET, WalletProviderStub
+from tests.wallet_provider import CHECKSUMMED
 from vouchers.models import Voucher
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def wallet_server(monkeypatch, settings, chain, tokens):
-    """The provider stub and the chain's node, in the environment the worker processes inherit.
-
-    Autouse, so that it is set up before `start_worker`, which copies
-    os.environ when it is set up, not when it starts a worker.
-    """
-    stub = WalletProviderStub(chain=chain, tokens=tokens)
-    monkeypatch.setenv("WALLET_PROVIDER_URL", stub.url)
-    monkeypatch.setenv("WALLET_PROVIDER_SECRET", SECRET)
-    monkeypatch.setenv("ETH_RPC_URL", chain.rpc_url)
-    monkeypatch.setenv("ETH_MIN_CONFIRMATIONS", "1")
-    monkeypatch.setenv("WALLET_TOKEN_CONTRACTS", token_contracts_env(tokens))
-    settings.WALLET_PROVIDER_URL, settings.WALLET_PROVIDER_SECRET = stub.url, SECRET
-    yield stub
-    stub.stop()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("wallet_server")]
 
 
 def test_a_wallet_gift_is_credited_once_by_a_worker(sqs, start_worker, client, wallet_server, chain, tokens):

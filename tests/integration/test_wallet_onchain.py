@@ -11,29 +11,14 @@ import pytest
 from gifting import chain as chain_module
 from gifting.models import Gift, GiftEvent, GiftStatus
 from gifting.tasks import FAILURE_REASONS
-from tests.eth_chain import token_contracts_env
 from tests.waiting import wait_until
-from tests.wallet_provider import CHECKSUMMED, SECRET, WalletProviderStub
+from tests.wallet_provider import CHECKSUMMED
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("wallet_server")]
 
 # Enough retries (GIFT_RETRY_BACKOFF_MAX is 1 s in tests) that a gift waiting for the test to mine
 # blocks or restart the node cannot run out of them first.
 PATIENT = {"GIFT_MAX_RETRIES": "1000"}
-
-
-@pytest.fixture(autouse=True)
-def wallet_server(monkeypatch, chain, tokens):
-    """The provider stub and the chain's node in the worker's environment (autouse: before `start_worker`)."""
-    stub = WalletProviderStub(chain=chain, tokens=tokens)
-    monkeypatch.setenv("WALLET_PROVIDER_URL", stub.url)
-    monkeypatch.setenv("WALLET_PROVIDER_SECRET", SECRET)
-    monkeypatch.setenv("ETH_RPC_URL", chain.rpc_url)
-    monkeypatch.setenv("ETH_MIN_CONFIRMATIONS", "1")
-    monkeypatch.setenv("WALLET_TOKEN_CONTRACTS", token_contracts_env(tokens))
-    yield stub
-    stub.stop()
-    chain.ensure_running()  # for the next test, if this one stopped the node and failed
 
 
 def send_wallet_gift(client, wallet: str = CHECKSUMMED, amount: str = "30.00") -> Gift:
