@@ -7,7 +7,8 @@ PostgreSQL (database `bench`, dropped and created again for each run), Redis
 config.settings_bench, and an SMTP sink in this process. Every process runs
 in its own process group (chaos_lib.Process) and is stopped on exit.
 
-Ports: web 8411, LocalStack 4566 (4576 if taken), moto 9361, SMTP a free one.
+Ports: web 8411, LocalStack 4566 (4576 if taken), moto 9361, SMTP a free one; BENCH_DATABASE,
+BENCH_REDIS_DB, BENCH_WEB_PORT, BENCH_LOCALSTACK_PORTS and BENCH_MOTO_PORT change them.
 """
 
 import os
@@ -33,11 +34,13 @@ from chaos_lib import (
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the project's packages, once Django is set up
 
-DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench"
-REDIS_URL = "redis://127.0.0.1:6379/12"
-WEB_PORT = 8411
-LOCALSTACK_PORTS = (4566, 4576)
-MOTO_PORT = 9361
+# BENCH_* override these so that two benchmarks (or a benchmark and its author's trial run) can share a
+# machine; the figures of runs made side by side are worth nothing, but the runs do not break each other.
+DATABASE_URL = "postgres://postgres@127.0.0.1:5432/" + os.environ.get("BENCH_DATABASE", "bench")
+REDIS_URL = "redis://127.0.0.1:6379/" + os.environ.get("BENCH_REDIS_DB", "12")
+WEB_PORT = int(os.environ.get("BENCH_WEB_PORT", "8411"))
+LOCALSTACK_PORTS = tuple(int(port) for port in os.environ.get("BENCH_LOCALSTACK_PORTS", "4566,4576").split(","))
+MOTO_PORT = int(os.environ.get("BENCH_MOTO_PORT", "9361"))
 LOCALSTACK_PYTHON = ROOT / "var" / "localstack-venv" / "bin" / "python"
 QUEUE_PREFIX = "bench-"
 BENCH_USERNAME = "bench-sender-{}"

@@ -310,6 +310,9 @@ GIFT_CURRENCIES = env.list("GIFT_CURRENCIES", default=["EUR", "USD", "GBP"])
 EMAIL_ALLOW_LOCAL_HOSTS = env.bool("EMAIL_ALLOW_LOCAL_HOSTS", default=False)
 GIFT_SWEEP_INTERVAL = env.int("GIFT_SWEEP_INTERVAL", default=30)
 GIFT_REPUBLISH_AFTER = env.int("GIFT_REPUBLISH_AFTER", default=120)
+# Publish delivery messages from a thread of each process once the gift is committed, so a request
+# never waits for SQS (gifting/services/publisher.py); false publishes inline, in the request.
+GIFT_PUBLISH_IN_BACKGROUND = env.bool("GIFT_PUBLISH_IN_BACKGROUND", default=True)
 IDEMPOTENCY_KEY_TTL = env.int("IDEMPOTENCY_KEY_TTL", default=86400)
 VOUCHER_VALIDITY_DAYS = env.int("VOUCHER_VALIDITY_DAYS", default=365)
 

@@ -6,11 +6,15 @@ the same body validated by the same serializer, and one row inserted into `bench
 bench/stack.py creates in the benchmark's database (it is no model: production never has it).
 No rate limits, idempotency, fraud rules, audit events or SQS publish: those are what the
 product adds above the floor. Never included in config/urls.py.
+
+`?round_trips=N` adds N trivial statements (`SELECT 1`) in one transaction around the insert: the
+floor of a view that talks to PostgreSQL as often as the product does, which tells the cost of its
+round trips apart from the cost of its Python (bench/accept.py, docs/benchmarks.md).
 """
 
 import uuid
 
-from django.db import connection
+from django.db import connection, transaction
 from django.urls import path
 from rest_framework import status
 from rest_framework.request import Request
@@ -28,13 +32,19 @@ FLOOR_TABLE_DDL = (
 )
 
 
+MAX_ROUND_TRIPS = 100
+
+
 class FloorApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = GiftCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         row_id = uuid.uuid4()
-        with connection.cursor() as cursor:
+        round_trips = min(max(int(request.query_params.get("round_trips", "0") or 0), 0), MAX_ROUND_TRIPS)
+        with transaction.atomic(), connection.cursor() as cursor:
+            for _ in range(round_trips):
+                cursor.execute("SELECT 1")
             cursor.execute(
                 "INSERT INTO bench_floor (id, sender_id, recipient, amount, currency, message)"
                 " VALUES (%s, %s, %s, %s, %s, %s)",

@@ -45,6 +45,9 @@ RECEIVE_COUNT = Histogram(
 PUBLISHED = Counter("gift_published_total", "Delivery messages published.")
 PUBLISH_FAILURES = Counter("gift_publish_failures_total", "Delivery messages that could not be published.")
 REPUBLISHED = Counter("gift_republished_total", "Delivery messages re-published by the sweeper.")
+PUBLISH_DEFERRED = Counter(
+    "gift_publish_deferred_total", "Committed gifts left to the sweeper: the publisher's hand-over queue was full."
+)
 VISIBILITY_WARNINGS = Counter(
     "gift_visibility_timeout_warnings_total", "Deliveries that used over 80% of the visibility timeout."
 )

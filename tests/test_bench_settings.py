@@ -54,3 +54,20 @@ def test_the_floor_authenticates_validates_and_inserts_one_row(settings, floor_t
 
     assert auth_client.post(FLOOR, BODY, format="json").status_code == 202
     assert floor_rows() == 1
+
+
+def test_the_floor_with_round_trips_makes_that_many_more_statements(settings, floor_table, auth_client):
+    from django.test.utils import CaptureQueriesContext
+
+    settings.ROOT_URLCONF = "config.urls_bench"
+    auth_client.post(FLOOR, BODY, format="json")  # warm-up: the token's first use
+
+    with CaptureQueriesContext(connection) as plain:
+        assert auth_client.post(FLOOR, BODY, format="json").status_code == 202
+    with CaptureQueriesContext(connection) as with_round_trips:
+        assert auth_client.post(f"{FLOOR}?round_trips=20", BODY, format="json").status_code == 202
+
+    selects = [query for query in with_round_trips.captured_queries if query["sql"] == "SELECT 1"]
+    assert len(selects) == 20
+    assert len(with_round_trips.captured_queries) - len(plain.captured_queries) == 20
+    assert floor_rows() == 3

@@ -7,7 +7,6 @@ rows that hang off it, in that order only.
 import logging
 import uuid
 from datetime import datetime
-from functools import partial
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -18,7 +17,7 @@ from fraud.decisions import REVIEW_REASON_MAX_LENGTH, ReviewOutcome
 from fraud.verification import LinkState, link_confirm, link_find, link_lock
 from gifting import events
 from gifting.models import Gift, GiftState, GiftStatus, HoldReason
-from gifting.services.outbox import gift_publish
+from gifting.services.publisher import gift_publish_on_commit
 from gifting.transitions import HELD_STATES, WrongState, gift_lock, gift_move
 
 logger = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ def _release(gift: Gift, *, actor_label: str, now: datetime | None = None) -> No
     gift_move(gift, to=GiftState.QUEUED, also=["next_attempt_at"])
     fraud.risk_mark_released(gift_id=gift.id, now=now)
     events.gift_released(gift, actor_label=actor_label)
-    transaction.on_commit(partial(gift_publish, gift_id=gift.id, actor_label=actor_label))
+    gift_publish_on_commit(gift_id=gift.id, actor_label=actor_label)
 
 
 def _lock_for_review(*, gift_id: uuid.UUID, reviewer: AbstractBaseUser) -> Gift:

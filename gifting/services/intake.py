@@ -2,7 +2,6 @@
 
 import logging
 from decimal import Decimal
-from functools import partial
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -16,7 +15,7 @@ from fraud.history import windows_at
 from gifting import events
 from gifting.models import Gift, GiftState
 from gifting.selectors import sender_history_for_assessment
-from gifting.services.outbox import gift_publish
+from gifting.services.publisher import gift_publish_on_commit
 from gifting.transitions import gift_start, sender_lock
 
 logger = logging.getLogger(__name__)
@@ -105,7 +104,7 @@ def gift_create(
         if gift.state == GiftState.REJECTED:
             events.gift_rejected(gift, reviewer=None, review_reason="Refused by the risk rules.")
         elif gift.state == GiftState.QUEUED:
-            transaction.on_commit(partial(gift_publish, gift_id=gift.id))
+            gift_publish_on_commit(gift_id=gift.id)
         else:
             release_at = verdict.release_at.isoformat() if verdict.release_at else None
             events.gift_held(gift, tier=verdict.hold_tier, release_at=release_at)

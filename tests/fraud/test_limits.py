@@ -226,4 +226,4 @@ def test_only_an_allowed_gift_is_published_on_commit(
     assert len(callbacks) == published
     if published:
         assert callbacks[0].func is outbox.gift_publish
-        assert callbacks[0].keywords == {"gift_id": uuid.UUID(response.json()["id"])}
+        assert callbacks[0].keywords == {"gift_id": uuid.UUID(response.json()["id"]), "actor_label": "api"}

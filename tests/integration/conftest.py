@@ -29,6 +29,7 @@ from rest_framework.test import APIClient
 
 from core import sqs as sqs_facts
 from core.sqs import setup_queues, sqs_client
+from gifting.services.publisher import publisher_flush
 from tests.factories import api_token
 from tests.waiting import wait_until
 
@@ -172,6 +173,18 @@ def _database_url() -> str:
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+@pytest.fixture(autouse=True)
+def background_publisher(settings):
+    """Publish as production does: from the publisher thread, once the gift is committed.
+
+    The unit tests publish inline (pyproject.toml), inside their test transaction; integration tests
+    commit, so the thread sees their gifts. What it still has pending is sent before the next test.
+    """
+    settings.GIFT_PUBLISH_IN_BACKGROUND = True
+    yield
+    publisher_flush()
+
+
 @pytest.fixture
 def client(transactional_db, make_user) -> APIClient:
     """An API client with a sender's token (in place of pytest-django's plain client)."""
@@ -217,7 +230,7 @@ def sqs(sqs_server):
 @pytest.fixture
 def start_worker(transactional_db, tmp_path):
     """Start worker processes against the test database; all are stopped after the test."""
-    env = {**os.environ, "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1", "GIFT_PUBLISH_IN_BACKGROUND": "true"}
     workers: list[WorkerProcess] = []
 
     def start(*, wait_until_ready: bool = True, **env_overrides: str) -> WorkerProcess:

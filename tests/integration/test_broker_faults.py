@@ -60,7 +60,7 @@ def test_the_same_worker_delivers_after_sqs_restarts_empty(sqs_outage, smtp_sink
     wait_until(lambda: warnings_in(worker, OUTAGE_STARTED), timeout=30, message="worker never noticed the outage")
 
     gift = post_gift(client)  # accepted while SQS is down: 202, the publish fails, the gift stays queued
-    assert "publish_failed" in event_types(gift)
+    wait_until(lambda: "publish_failed" in event_types(gift), message="the publisher thread never tried")
     sqs_outage.start(create_queues=False)  # back, but empty: the queues are gone
     call_command("setup_queues", "--wait", "10")  # the operator's first step after an SQS loss
     assert sweep_as_beat_would() == 1
