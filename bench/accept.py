@@ -24,9 +24,10 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cpu
 from stack import ROOT, Stack, add_stack_arguments, say
 
 LUA = Path(__file__).resolve().parent / "wrk" / "gifts.lua"
@@ -47,10 +48,30 @@ class Round:
     p99_ms: float
     failures: int  # non-202 answers, socket errors and timeouts
     example: str
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU milliseconds per request, by part of the stack
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
+
+
+CPU_PARTS = ("web", "worker", "sqs", "postgres", "redis", "bench process")
+
+
+def stack_cpu(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each part of the stack (bench/cpu.py); the SMTP sink runs in the bench process."""
+    groups = {name: process.group for name, process in (("web", stack.web), ("worker", stack.worker),
+              ("sqs", stack.sqs)) if process is not None and process.group is not None}  # fmt: skip
+    return cpu.cpu_seconds(groups, {"postgres": "postgres", "redis": "redis-server"})
+
+
+def measured_round(stack: Stack, path: str, *, seconds: float, connections: int, run: str) -> Round:
+    """run_wrk, with the CPU each part of the stack spent per request meanwhile."""
+    before = stack_cpu(stack)
+    result = run_wrk(stack, path, seconds=seconds, connections=connections, run=run)
+    spent = cpu.difference(stack_cpu(stack), before)
+    per_request = {part: 1000 * spent.get(part, 0.0) / max(result.requests, 1) for part in CPU_PARTS}
+    return replace(result, cpu_ms=per_request)
 
 
 def run_wrk(stack: Stack, path: str, *, seconds: float, connections: int, run: str) -> Round:
@@ -99,7 +120,15 @@ def report(
         f"ratio product/floor: {p['rate'] / f['rate']:.2f}x throughput (target >= 0.5x), "
         f"p50 {p['p50'] / f['p50']:.2f}x, p99 {p['p99'] / f['p99']:.2f}x",
         f"ratio floor+sql/floor: {fs['rate'] / f['rate']:.2f}x throughput: what round trips alone cost",
+        "",
+        "CPU ms per request by part of the stack (medians over rounds; postgres and redis are the machine's,",
+        "so they include whatever else runs on it):",
+        f"{'':10} " + " ".join(f"{part:>13}" for part in (*CPU_PARTS, "total")),
     ]
+    for name, rounds in (("product", product), ("floor", floor), ("floor+sql", floor_sql)):
+        medians = {part: statistics.median(r.cpu_ms.get(part, 0.0) for r in rounds) for part in CPU_PARTS}
+        row = " ".join(f"{medians[part]:13.1f}" for part in CPU_PARTS)
+        lines.append(f"{name:10} {row} {sum(medians.values()):13.1f}")
     return "\n".join(lines)
 
 
@@ -135,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(args.rounds):
             # Alternating, so drift on a shared machine hits both alike.
             for path, rounds in ((PRODUCT, product), (FLOOR, floor), (floor_sql_path, floor_sql)):
-                result = run_wrk(stack, path, seconds=args.seconds, connections=args.connections, run=f"{run}-{number}")
+                result = measured_round(
+                    stack, path, seconds=args.seconds, connections=args.connections, run=f"{run}-{number}"
+                )
                 rounds.append(result)
                 say(
                     f"round {number + 1} {path:30} {result.rate:7.1f} req/s  p50 {result.p50_ms:6.1f} ms  "

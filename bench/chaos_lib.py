@@ -120,6 +120,11 @@ class Process:
         return self
 
     @property
+    def group(self) -> int | None:
+        """The process group id (the leader's pid: each Process starts a session of its own)."""
+        return self._popen.pid if self._popen is not None else None
+
+    @property
     def running(self) -> bool:
         """Whether the leader is alive; never reaps it."""
         if self._popen is None or self._popen.returncode is not None:
