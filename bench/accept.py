@@ -34,8 +34,8 @@ LUA = Path(__file__).resolve().parent / "wrk" / "gifts.lua"
 PRODUCT = "/api/v1/gifts/"
 FLOOR = "/bench/floor/"
 # The floor again, with as many SQL round trips as one accepted gift makes inside its request
-# (tests/gifting/test_accept_queries.py: 27 in all, 7 of them after commit in the publisher thread).
-FLOOR_ROUND_TRIPS = 20
+# (tests/gifting/test_accept_queries.py: 24 in all, 7 of them after commit in the publisher thread).
+FLOOR_ROUND_TRIPS = 17
 WARM_UP_SECONDS = 3
 
 

@@ -20,7 +20,7 @@ BODY = {"recipient_email": "recipient@example.com", "amount": "25.00", "currency
 #   1      the token with its user (knox, select_related)
 #   3      the Idempotency-Key claim: BEGIN, INSERT, COMMIT (stale records are looked for only on a conflict)
 #   BEGIN  of the request's transaction (run_idempotently)
-#   3      the gift's check constraints, asked together in a savepoint: SAVEPOINT, SELECT, RELEASE
+#   0      the gift's check constraints: judged in Python (core.checks); only a failing gift asks the database
 #   1      SAVEPOINT of gift_create's transaction
 #   1      the sender's row lock (quotas are counted under it)
 #   3      the sender's history: fan-in count, the four windows' totals, the recent gifts
@@ -31,7 +31,7 @@ BODY = {"recipient_email": "recipient@example.com", "amount": "25.00", "currency
 #   COMMIT
 #   after commit (gift_publish): the gift's id, UPDATE last_published_at, and the `queued` event:
 #   BEGIN, the gift's row lock, the chain head, INSERT, COMMIT (7)
-ACCEPT_QUERIES = 27
+ACCEPT_QUERIES = 24
 # A replay: the token, the claim that conflicts (BEGIN, INSERT, ROLLBACK), the stored response.
 REPLAY_QUERIES = 5
 
