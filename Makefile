@@ -41,6 +41,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+# The deployment (README, Deploying): the CloudFormation template through cfn-lint and checkov, the
+# Dockerfile through hadolint, all offline. make test runs the same checks (tests/test_deploy_*.py).
+.PHONY: lint-infra
+lint-infra: $(STAMP)
+	$(BIN)/cfn-lint ops/aws/gift-a-voucher.yaml
+	$(BIN)/checkov -f ops/aws/gift-a-voucher.yaml --framework cloudformation --skip-policy-download \
+		--no-guide --compact --quiet
+	$(BIN)/hadolint Dockerfile
+
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .

@@ -112,6 +112,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.request_id.RequestIdMiddleware",
+    # Probes first: answered whatever Host a load balancer sends, never redirected or blocked.
+    "core.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files with DEBUG off too; right after SecurityMiddleware, as whitenoise asks.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -378,6 +380,10 @@ AXES_LOCKOUT_CALLABLE = "audit.admin_site.axes_lockout_response"
 # in the admin (TOTP devices) first. Recommended in production.
 ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=False)
 OTP_TOTP_ISSUER = "Gift a Voucher"
+# The admin's DLQ tools (the Gift admin's redrive action). Off where the process's IAM role may not
+# read or delete dead letters: the public web service on AWS (ops/aws/gift-a-voucher.yaml, whose
+# admin service has them on; core/aws_actions.py lists what each role may do).
+ADMIN_DLQ_TOOLS = env.bool("ADMIN_DLQ_TOOLS", default=True)
 
 # --- Abuse intelligence (abuse/) ---------------------------------------------------
 # A proof-of-work challenge (ALTCHA) on the token endpoint and the admin login, required after

@@ -1,10 +1,11 @@
 """Liveness and readiness probes."""
 
 import logging
+from collections.abc import Callable
 
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from core.sqs import ALL_QUEUES, queue_url, sqs_client
 
@@ -51,3 +52,21 @@ def readyz(request: HttpRequest) -> JsonResponse:
             results[name] = "unavailable"
     ready = all(result == "ok" for result in results.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)
+
+
+PROBES = {"/healthz": healthz, "/readyz": readyz}
+
+
+class ProbeMiddleware:
+    """Answer the probes before Django validates the Host header (and before any redirect or block).
+
+    Load balancers and container runtimes address them to the task's own IP, which no
+    DJANGO_ALLOWED_HOSTS can list; a probe reveals nothing, whatever host it names.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = PROBES.get(request.path_info)
+        return probe(request) if probe else self.get_response(request)

@@ -24,6 +24,8 @@ CONSUMED_QUEUES = (GIFT_QUEUE, MAINTENANCE_QUEUE)  # workers leave the DLQ to th
 
 SQS_MAX_DELAY_SECONDS = 900  # SQS's cap on DelaySeconds
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's longest retention: dead letters wait for a person
+# Server-side encryption with SQS-owned keys on every queue, as ops/aws/gift-a-voucher.yaml creates them.
+QUEUE_ENCRYPTION = {"SqsManagedSseEnabled": "true"}
 
 
 def client_config(*, wait_time_seconds: int) -> dict:
@@ -65,10 +67,13 @@ def setup_queues(client) -> dict[str, str]:
     The gift queue gets a RedrivePolicy to its DLQ, so messages that keep
     killing workers end up there. Attributes apply on creation only, so an
     existing queue with other attributes is reported, not silently changed.
+    Every queue is encrypted at rest (QUEUE_ENCRYPTION), as the CloudFormation
+    template makes them (tests/test_deploy_template.py compares the two).
     """
     urls = {}
     dlq_url = client.create_queue(
-        QueueName=sqs_name(GIFT_DLQ), Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
+        QueueName=sqs_name(GIFT_DLQ),
+        Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS), **QUEUE_ENCRYPTION},
     )["QueueUrl"]
     urls[sqs_name(GIFT_DLQ)] = dlq_url
     dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -77,8 +82,8 @@ def setup_queues(client) -> dict[str, str]:
     )
     visibility = str(settings.SQS_VISIBILITY_TIMEOUT)
     for queue, attributes in (
-        (GIFT_QUEUE, {"VisibilityTimeout": visibility, "RedrivePolicy": redrive_policy}),
-        (MAINTENANCE_QUEUE, {"VisibilityTimeout": visibility}),
+        (GIFT_QUEUE, {"VisibilityTimeout": visibility, "RedrivePolicy": redrive_policy, **QUEUE_ENCRYPTION}),
+        (MAINTENANCE_QUEUE, {"VisibilityTimeout": visibility, **QUEUE_ENCRYPTION}),
     ):
         urls[sqs_name(queue)] = client.create_queue(QueueName=sqs_name(queue), Attributes=attributes)["QueueUrl"]
     return urls

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
@@ -102,7 +103,8 @@ class GiftAdmin(ReadOnlyAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def has_redrive_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(REDRIVE_PERMISSION)
+        # Off on the public web service, whose IAM role may not touch dead letters (core/aws_actions.py).
+        return settings.ADMIN_DLQ_TOOLS and request.user.has_perm(REDRIVE_PERMISSION)
 
     @admin.action(description="Redrive selected failed gifts", permissions=["redrive"])
     def redrive_selected(self, request: HttpRequest, queryset: QuerySet) -> None:

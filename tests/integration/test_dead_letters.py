@@ -339,6 +339,21 @@ def test_admin_redrive_needs_the_permission(sqs, sender, make_user):
     assert dlq_gift_ids() == [str(gift.id)]
 
 
+def test_admin_redrive_is_not_offered_where_the_dlq_tools_are_off(sqs, sender, make_user, settings):
+    """The public web service on AWS (ADMIN_DLQ_TOOLS=false): its IAM role may not touch dead letters."""
+    settings.ADMIN_DLQ_TOOLS = False
+    gift = failed_gift(sender)
+    client = logged_in(staff(make_user, "view_gift", "redrive_gift"))
+
+    assert "redrive_selected" not in client.get(GIFTS).content.decode()
+    response = redrive_action(client, gift)
+
+    assert response.status_code == 200
+    assert "dead letter" not in response.content.decode()
+    assert status_of(gift) == GiftStatus.FAILED
+    assert dlq_gift_ids() == [str(gift.id)]
+
+
 def test_admin_redrive_moves_dead_letters_or_republishes_and_delivers_once(
     sqs, smtp_sink, start_worker, sender, make_user
 ):
