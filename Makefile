@@ -12,7 +12,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --require-
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: run test fuzz lint format lock audit setup_queues clean chaos evaluate-anomalies bench
+.PHONY: run test fuzz lint format lock audit setup_queues clean chaos evaluate-anomalies bench demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ bench: $(STAMP)
 	bin/ensure-localstack
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/accept.py $(ACCEPT_ARGS)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/drain.py $(DRAIN_ARGS)
+
+# Demo users and a gift in every state (gifting/demo.py), with `make run` going in another terminal.
+demo: $(STAMP)
+	DJANGO_DEBUG=true $(BIN)/python manage.py demo
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
