@@ -12,7 +12,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --require-
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: run test fuzz lint format lock audit setup_queues clean chaos evaluate-anomalies bench demo
+.PHONY: run test fuzz lint format lock audit setup_queues clean chaos evaluate-anomalies bench bench-growth demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,13 @@ bench: $(STAMP)
 	bin/ensure-localstack
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/accept.py $(ACCEPT_ARGS)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/drain.py $(DRAIN_ARGS)
+
+# The growth benchmark (bench/growth.py; docs/benchmarks.md, "Growth"): accept and the review queue
+# with 10 thousand, then 1 million existing gifts, bulk-loaded; about 15 minutes on two cores.
+bench-growth: $(STAMP)
+	mkdir -p var
+	bin/ensure-localstack
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/growth.py $(GROWTH_ARGS)
 
 # Demo users and a gift in every state (gifting/demo.py), with `make run` going in another terminal.
 demo: $(STAMP)

@@ -64,7 +64,8 @@ class Gift(models.Model):
         max_length=254, blank=True, default="", validators=[validate_email, validate_recipient_email]
     )
     recipient_wallet = EncryptedTextField(max_length=42, blank=True, default="")
-    recipient_index = models.CharField(max_length=64, blank=True, default="", editable=False, db_index=True)
+    # Indexed with created_at (gift_recipient_created_idx below), which serves every lookup by it alone too.
+    recipient_index = models.CharField(max_length=64, blank=True, default="", editable=False)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
     message = EncryptedTextField(max_length=500, blank=True, default="")
@@ -107,7 +108,17 @@ class Gift(models.Model):
                 condition=~Q(hold=HoldReason.DELAY) | Q(hold_until__isnull=False), name="gift_hold_period_has_end"
             ),
         ]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="gift_status_due_idx")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="gift_status_due_idx"),
+            # One sender's gifts by time: the accept path's window totals and recent gifts (fraud's
+            # history, under the sender's lock) and the review queue's sender column read a range of
+            # it, not every gift the sender ever sent nor every gift of the period. status and amount
+            # are key columns so the totals are an index-only scan (no INCLUDE: SQLite has none).
+            models.Index(fields=["sender", "created_at", "status", "amount"], name="gift_sender_created_idx"),
+            # One recipient's gifts by time: fan-in (other senders within FRAUD_FANIN_WINDOW) and the
+            # review queue's recipient column; with the sender, both are index-only scans.
+            models.Index(fields=["recipient_index", "created_at", "sender"], name="gift_recipient_created_idx"),
+        ]
         # Redriving sends a gift to its recipient again: a staff power of its own (gifting.dead_letters).
         # Full recipient addresses are masked in the admin; seeing one is a power of its own, audit-logged.
         permissions = [
