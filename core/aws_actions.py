@@ -9,7 +9,7 @@ one not listed, fails the suite.
 Process kinds are the ECS services of ops/aws/gift-a-voucher.yaml:
 
 - web: the public API, /readyz and /metrics, and the admin without the DLQ tools
-  (DLQ_TOOLS_ENABLED=false). Publishing goes through kombu, whose channel looks up
+  (ADMIN_DLQ_TOOLS=false). Publishing goes through kombu, whose channel looks up
   every predefined queue's URL when it opens (config/sqs_transport.py) and reads
   the target queue's size when Celery declares it before a publish; /readyz looks up
   every queue's URL; /metrics and the admin's operations page read every queue's depth.
