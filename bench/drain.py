@@ -1,7 +1,8 @@
 """Drain: how fast the worker delivers a backlog, against two floors measured in the same run.
 
     bin/ensure-localstack
-    .venv/bin/python bench/drain.py [--gifts 600] [--rounds 1] [--concurrency 2] [--pool prefork] [--sqs moto]
+    .venv/bin/python bench/drain.py [--gifts 600] [--rounds 1] [--concurrency 2] [--pool prefork]
+                                    [--prefetch N] [--sqs moto]
 
 Starts the stack (bench/stack.py) without its worker, then, in each round:
 
@@ -16,10 +17,15 @@ Starts the stack (bench/stack.py) without its worker, then, in each round:
    ReceiveMessage (10) + DeleteMessageBatch until all are gone.
 
 The worker is stopped between phases, so each backlog is complete before it starts.
-Prints msgs/s of each (median over rounds) and the ratios gifts/Celery and gifts/raw.
+Prints msgs/s of each (median over rounds) and the ratios gifts/Celery and gifts/raw, the SQS
+calls per message (LocalStack's request log) and, for the gifts, the PostgreSQL sessions and
+transactions per gift (pg_stat_database; the transactions include this script's progress polls).
+--prefetch sets the worker's prefetch multiplier through WORKER_PREFETCH_MULTIPLIER, for both
+the gifts and the Celery floor.
 """
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -47,6 +53,7 @@ class Drain:
     count: int
     seconds: float
     calls: Counter = field(default_factory=Counter)  # SQS calls while draining (LocalStack only)
+    database: Counter = field(default_factory=Counter)  # PostgreSQL sessions and transactions while draining
 
     @property
     def rate(self) -> float:
@@ -66,6 +73,18 @@ class SqsCalls:
             text = log.read().decode(errors="replace")
             self.offset = log.tell()
         return Counter(name for name in SQS_CALL.findall(text) if name in MESSAGE_CALLS)
+
+
+def database_activity() -> Counter:
+    """The bench database's sessions and commits so far (a session is counted when it ends)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sessions, xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+        )
+        sessions, transactions = cursor.fetchone()
+    return Counter(sessions=sessions, transactions=transactions)
 
 
 def per_message(calls: Counter, count: int) -> str:
@@ -103,6 +122,7 @@ def backlog() -> int:
 
 def run_worker_until(stack: Stack, done, *, what: str, count: int, timeout: float) -> Drain:
     """Start the worker, time from its consumer's start until `done()`, stop it."""
+    database_before = database_activity()
     stack.start_worker()
     stack.wait_worker_ready()
     calls = SqsCalls(stack)
@@ -111,13 +131,14 @@ def run_worker_until(stack: Stack, done, *, what: str, count: int, timeout: floa
     seconds = time.monotonic() - started
     drained_calls = calls.mark()
     stack.stop_worker()
+    database = database_activity() - database_before  # after the stop: the worker's sessions have ended
     # A long poll outlives the worker that sent it: the SQS server still hands the next messages
     # to the dead connection, where they stay invisible for the whole visibility timeout (seen: a
     # drain taking 60 s). So the next phase starts once any such poll has ended.
     from django.conf import settings
 
     time.sleep(settings.SQS_WAIT_TIME_SECONDS + 1)
-    return Drain(what=what, count=count, seconds=seconds, calls=drained_calls)
+    return Drain(what=what, count=count, seconds=seconds, calls=drained_calls, database=database)
 
 
 def drain_gifts(stack: Stack, count: int, round_number: int, timeout: float) -> Drain:
@@ -186,13 +207,15 @@ def report(rounds: list[dict[str, Drain]], *, args: argparse.Namespace) -> str:
     gifts, celery, raw = rate["gifts"], rate["celery"], rate["raw"]
     lines = [
         f"drain of {args.gifts} queued messages, worker --pool {args.pool} --concurrency {args.concurrency}, "
-        f"{len(rounds)} round(s), SQS: {args.sqs}",
+        f"prefetch multiplier {args.prefetch}, {len(rounds)} round(s), SQS: {args.sqs}",
         f"{'gifts delivered to SMTP':28} {gifts:8.1f} msgs/s",
         f"{'Celery no-op tasks':28} {celery:8.1f} msgs/s",
         f"{'raw boto3 receive+delete':28} {raw:8.1f} msgs/s",
         f"ratio gifts/Celery floor: {gifts / celery:.2f}x (target >= 0.8x); gifts/raw SQS: {gifts / raw:.3f}x",
         "SQS calls per message while draining (last round):",
         *(f"  {name:26} {per_message(drain.calls, drain.count)}" for name, drain in rounds[-1].items()),
+        "PostgreSQL per gift while draining (last round): "
+        + per_message(rounds[-1]["gifts"].database, rounds[-1]["gifts"].count),
     ]
     return "\n".join(lines)
 
@@ -203,14 +226,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--pool", choices=("prefork", "threads", "solo"), default="prefork")
+    parser.add_argument("--prefetch", type=int, default=1, help="the worker's prefetch multiplier")
     parser.add_argument("--timeout", type=float, default=600, help="seconds a drain may take")
     add_stack_arguments(parser)
     args = parser.parse_args(argv)
-    if args.gifts < 1 or args.rounds < 1 or args.concurrency < 1:
-        parser.error("--gifts, --rounds and --concurrency must be positive")
+    if args.gifts < 1 or args.rounds < 1 or args.concurrency < 1 or args.prefetch < 1:
+        parser.error("--gifts, --rounds, --concurrency and --prefetch must be positive")
+    # Inherited by the worker through the stack's environment, and read by this process's settings too.
+    os.environ["WORKER_PREFETCH_MULTIPLIER"] = str(args.prefetch)
 
     rounds: list[dict[str, Drain]] = []
     with Stack(sqs=args.sqs, worker=False, worker_concurrency=args.concurrency, worker_pool=args.pool) as stack:
+        from config.celery import app
+
+        if app.conf.worker_prefetch_multiplier != args.prefetch:
+            raise RuntimeError("the settings do not read WORKER_PREFETCH_MULTIPLIER (see docs/benchmarks-drain.md)")
         for number in range(args.rounds):
             results = {
                 "gifts": drain_gifts(stack, args.gifts, number, args.timeout),

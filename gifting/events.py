@@ -62,6 +62,7 @@ def _record(
     actor_label: str,
     at: datetime | None = None,
     first: bool = False,
+    previous: GiftEvent | None = None,
     **details,
 ) -> GiftEvent:
     event = GiftEvent(
@@ -78,6 +79,15 @@ def _record(
         # see the gift yet, let alone add an event to it, so there is no lock to take and no predecessor.
         event.at = at or timezone.now()
         event.chain_hash = link_hash(gift_anchor(gift.pk), event_link_fields(event), key=chain_key())
+        event.save()
+        return event
+    if previous is not None:
+        # The caller wrote `previous` in this transaction while holding the gift's row lock, and holds
+        # it still: no other event can have followed it, so it is the head, without a lock or a look.
+        if previous.gift_id != gift.pk or previous.pk is None:
+            raise ValueError("an event follows a saved event of its own gift")
+        event.at = at or timezone.now()
+        event.chain_hash = link_hash(previous.chain_hash, event_link_fields(event), key=chain_key())
         event.save()
         return event
     with transaction.atomic(savepoint=False):
@@ -131,8 +141,9 @@ def gift_retry_scheduled(gift: Gift, *, reason: str, retry_at: str, delay_second
     )
 
 
-def gift_delivered(gift: Gift, *, channel: str) -> GiftEvent:
-    return _record(gift, GiftEventType.DELIVERED, actor_label="worker", channel=channel)
+def gift_delivered(gift: Gift, *, channel: str, previous: GiftEvent | None = None) -> GiftEvent:
+    """`previous`: the attempt's event, when the caller still holds the row lock it was written under."""
+    return _record(gift, GiftEventType.DELIVERED, actor_label="worker", previous=previous, channel=channel)
 
 
 def gift_duplicate_ignored(gift: Gift, *, status: str) -> GiftEvent:
@@ -218,8 +229,15 @@ def gift_released(gift: Gift, *, actor_label: str) -> GiftEvent:
     return _record(gift, GiftEventType.RELEASED, actor_label=actor_label)
 
 
-def gift_verification_sent(gift: Gift) -> GiftEvent:
-    return _record(gift, GiftEventType.VERIFICATION_SENT, actor_label="worker", reason="Waiting for the recipient.")
+def gift_verification_sent(gift: Gift, *, previous: GiftEvent | None = None) -> GiftEvent:
+    """`previous`: as for gift_delivered."""
+    return _record(
+        gift,
+        GiftEventType.VERIFICATION_SENT,
+        actor_label="worker",
+        previous=previous,
+        reason="Waiting for the recipient.",
+    )
 
 
 def gift_recipient_confirmed(gift: Gift) -> GiftEvent:

@@ -41,7 +41,7 @@ def gift_deliver(*, gift_id: uuid.UUID) -> bool:
             instruments.delivery_counted(outcome="duplicate_ignored", channel=instruments.channel_of(wrong.gift))
             return False
         gift.attempts += 1
-        events.gift_delivery_attempted(gift, attempt=gift.attempts)
+        attempted = events.gift_delivery_attempted(gift, attempt=gift.attempts)
         try:
             if fraud_selectors.recipient_must_confirm(gift_id=gift.id):
                 # The verification row hangs off the gift: locked after it, as everywhere.
@@ -60,12 +60,12 @@ def gift_deliver(*, gift_id: uuid.UUID) -> bool:
             gift.last_error = ""
             if channel is None:
                 gift_move(gift, to=GiftState.HELD_FOR_RECIPIENT, also=["attempts", "last_error"])
-                events.gift_verification_sent(gift)
+                events.gift_verification_sent(gift, previous=attempted)
                 logger.info("gift waits for its recipient gift=%s", gift.id)
             else:
                 gift.delivered_at = timezone.now()
                 gift_move(gift, to=GiftState.DELIVERED, also=["attempts", "last_error", "delivered_at"])
-                events.gift_delivered(gift, channel=channel)
+                events.gift_delivered(gift, channel=channel, previous=attempted)
                 logger.info("gift delivered gift=%s attempt=%s channel=%s", gift.id, gift.attempts, channel)
     # Counted once the transaction has committed: what the metrics say happened, happened.
     instruments.delivery_timed(
