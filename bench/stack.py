@@ -12,6 +12,7 @@ BENCH_REDIS_DB, BENCH_WEB_PORT, BENCH_LOCALSTACK_PORTS and BENCH_MOTO_PORT chang
 """
 
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from chaos_lib import (
     port_answers,
     wait_for,
 )
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the project's packages, once Django is set up
@@ -45,7 +47,8 @@ LOCALSTACK_PYTHON = ROOT / "var" / "localstack-venv" / "bin" / "python"
 QUEUE_PREFIX = "bench-"
 BENCH_USERNAME = "bench-sender-{}"
 # Environment the stack replaces wholesale, so nothing of the caller's (a test run's, say) leaks in.
-REPLACED_PREFIXES = ("AWS_", "SQS_", "EMAIL_", "GIFT_", "FRAUD_", "RATELIMIT_", "DJANGO_", "DATABASE_URL", "REDIS_")
+REPLACED_PREFIXES = ("AWS_", "SQS_", "EMAIL_", "GIFT_", "FRAUD_", "RATELIMIT_", "DJANGO_", "DATABASE_URL", "REDIS_",
+                     "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY")  # fmt: skip
 
 
 class CountingSink:
@@ -116,7 +119,13 @@ class Stack:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "config.settings_bench",
-            "DJANGO_DEBUG": "true",  # development keys and loopback http; settings_bench sets LOG_LEVEL
+            # Production's mode (no debug cursor recording every query), with keys made for the run and
+            # plain http on loopback; settings_bench sets LOG_LEVEL and plain static file names.
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DATABASE_URL": DATABASE_URL,
             "REDIS_URL": REDIS_URL,

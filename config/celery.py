@@ -3,7 +3,14 @@
 import os
 
 from celery import Celery
-from celery.signals import before_task_publish, task_prerun, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+)
+from django.db import connections
 
 from core.heartbeat import HeartbeatStep
 from core.request_id import request_id_var
@@ -30,6 +37,19 @@ def _adopt_request_id(task_id: str, task, **kwargs) -> None:
     """Log and audit a task under its publisher's request id, or else its own task id."""
     origin = getattr(task.request, REQUEST_ID_HEADER, None)
     request_id_var.set(origin if origin and origin != "-" else task_id)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(**kwargs) -> None:
+    """What Django does around each request: drop a connection that broke or outlived CONN_MAX_AGE.
+
+    Not one inside a transaction: a task run eagerly in its caller's transaction (a test, a command)
+    would lose it, and the caller's work with it.
+    """
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
 
 
 # --- Tracing (core/tracing.py): off unless the OTEL_* variables ask for it ----------------------

@@ -158,6 +158,12 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# Persistent connections: gunicorn keeps its connection from request to request, a worker from task to
+# task (config/celery.py), the publisher thread from gift to gift, instead of a new PostgreSQL session
+# each time; one that broke or outlived this is replaced at the next request, task or gift, and is
+# checked before it is reused after a pause.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so the Celery worker started by the tests sees the same data;
     # one per test run, so two runs in one checkout do not share it.
@@ -291,7 +297,12 @@ CELERY_TASK_DEFAULT_QUEUE = sqs_facts.GIFT_QUEUE
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Messages each pool process may reserve. Acks are late, so reserved messages stay invisible on SQS:
+# keep multiplier times concurrency deliveries well inside SQS_VISIBILITY_TIMEOUT.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("WORKER_PREFETCH_MULTIPLIER", default=1)
+# Celery's Django fixup closes the database connections before and after every task unless this is
+# set; set, it closes them every 2N tasks, and CONN_MAX_AGE decides in between (config/celery.py).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # no pidbox queues: SQS has no fanout for them
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SEND_SENT_EVENT = False

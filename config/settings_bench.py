@@ -9,7 +9,7 @@ And the floor endpoint's URLs (config/urls_bench.py), which production's config/
 from decimal import Decimal
 
 from config.settings import *  # noqa: F403 - this module is config.settings plus the lines below
-from config.settings import LOGGING
+from config.settings import LOGGING, STORAGES
 
 ROOT_URLCONF = "config.urls_bench"
 
@@ -32,6 +32,11 @@ FRAUD_VELOCITY_MIN_COUNT = _WIDE_OPEN
 FRAUD_FANIN_SENDERS = _WIDE_OPEN
 FRAUD_ANOMALY_THRESHOLD = float(_WIDE_OPEN)
 ABUSE_RECIPIENT_BURST = _WIDE_OPEN  # one bench sender gifts to thousands of distinct recipients
+
+# The stack runs with DEBUG off, as production does (Django's debug cursor would record every query,
+# which is not what production pays for), but without a collectstatic: the admin pages the growth
+# benchmark loads name their static files by plain names.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 
 LOG_LEVEL = "WARNING"
 # A copy: config.settings' own LOGGING (the one a test process runs with) stays as it is.

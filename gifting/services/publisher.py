@@ -22,7 +22,7 @@ import uuid
 from functools import partial
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import close_old_connections, connections, transaction
 
 from gifting import instruments
 from gifting.services.outbox import gift_publish
@@ -90,13 +90,12 @@ class BackgroundPublisher:
         try:
             while (item := pending.get()) is not _STOP:
                 gift_id, actor_label, context = item
+                close_old_connections()  # as around a request: a broken or too old connection is replaced
                 try:
                     context.run(gift_publish, gift_id=gift_id, actor_label=actor_label)
                 except Exception:  # the database failed us: the sweeper publishes it later
                     logger.exception("gift publish crashed gift=%s", gift_id)
-                    # Kept open between gifts (one connection per thread, not one per publish); after a
-                    # failure it may be broken, and the next gift opens a new one.
-                    connections.close_all()
+                    connections.close_all()  # it may be broken: the next gift opens a new one
         finally:
             connections.close_all()
 
