@@ -62,9 +62,15 @@ class DeliverGiftTask(Task):
             # Reached only once the retry message is on SQS.
             gift_id = gift_id_from_args(self.request.args)
             reason = exc.reason if isinstance(exc, DeliveryError) else "Temporary failure."
-            outbox.gift_record_retry(
-                gift_id=gift_id, reason=reason, delay_seconds=delay_seconds, error=type(exc).__name__
-            )
+            try:
+                outbox.gift_record_retry(
+                    gift_id=gift_id, reason=reason, delay_seconds=delay_seconds, error=type(exc).__name__
+                )
+            except (OperationalError, InterfaceError) as db_error:
+                # The retry is on SQS already; only its bookkeeping (which keeps the sweeper from sending
+                # a spare copy, harmless) is missing. Failing the task here would dead-letter a gift for
+                # a passing database error.
+                logger.warning("retry not recorded gift=%s error=%s", gift_id, type(db_error).__name__)
             raise
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:

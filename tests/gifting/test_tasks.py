@@ -59,3 +59,23 @@ def test_delay_is_capped_at_the_sqs_maximum(published_retries):
 def test_only_transient_errors_are_retried():
     assert tasks.deliver_gift.autoretry_for == (TransientDeliveryError,)
     assert tasks.deliver_gift.max_retries == settings.GIFT_MAX_RETRIES
+
+
+def test_a_database_error_while_recording_a_retry_still_retries(monkeypatch):
+    """The retry message is on SQS: its bookkeeping failing must not fail (and dead-letter) the gift."""
+    from django.db import OperationalError
+
+    def fake_celery_retry(self, **kwargs):
+        raise Retry("retry published", kwargs.get("exc"))
+
+    def database_gone(**kwargs):
+        raise OperationalError("the connection is closed")
+
+    monkeypatch.setattr(Task, "retry", fake_celery_retry)
+    monkeypatch.setattr(tasks.outbox, "gift_record_retry", database_gone)
+    tasks.deliver_gift.push_request(args=["1b4e28ba-2fa1-11d2-883f-0016d3cca427"], retries=0)
+    try:
+        with pytest.raises(Retry):
+            tasks.deliver_gift.retry(exc=TransientDeliveryError("Busy."), countdown=3)
+    finally:
+        tasks.deliver_gift.pop_request()
