@@ -249,6 +249,9 @@ class GiftReview(Gift):
 
     class Meta:
         proxy = True
-        verbose_name = "held gift"
+        # Not "held gift": the queue's views also list gifts whose hold has ended. Not plain "gift"
+        # either, which would name this proxy's permissions as the Gift model's own ("Can view gift").
+        # Counts on the queue say "1 gift", "2 gifts" (templates/admin/gifting/giftreview/pagination.html).
+        verbose_name = "gift for review"
         verbose_name_plural = "review queue"
         permissions = [("review_gift", "Can approve or reject held gifts")]
