@@ -1,7 +1,7 @@
 """Every AWS action each process kind makes, and on which queue: the least privilege its IAM role gets.
 
 One fact, kept beside the code that makes the calls, and checked twice by the suite
-(tests/test_deploy_iam.py): against the calls the code actually makes (recorded
+(tests/integration/test_deploy_iam.py): against the calls the code actually makes (recorded
 while representative paths run against a real moto SQS server), and against the
 task roles in ops/aws/gift-a-voucher.yaml. A role that lacks one of these, or has
 one not listed, fails the suite.

@@ -1,4 +1,6 @@
-"""A recorder of the SQS actions a process makes, on which queue, for the IAM cross-check (test_deploy_iam.py).
+"""A recorder of the SQS actions a process makes, on which queue, for the IAM cross-check.
+
+Used by tests/integration/test_deploy_iam.py.
 
 Two doors lead to SQS here: boto3 clients (core.sqs, the operators' tools, and
 kombu's blocking calls: send, delete, change visibility, queue attributes) and

@@ -2,7 +2,7 @@
 
 No network and no AWS account: the linters run offline, and the queues are compared
 with what core/sqs.py setup_queues creates on moto for the same prefix and settings.
-The IAM roles are compared with core/aws_actions.py in tests/test_deploy_iam.py,
+The IAM roles are compared with core/aws_actions.py in tests/integration/test_deploy_iam.py,
 using role_grants() from here.
 """
 

@@ -38,14 +38,14 @@ from gifting.models import Gift, GiftStatus
 from gifting.publishing import publish_delivery
 from gifting.services.outbox import gift_dead_letter
 from tests.factories import gift_row
-from tests.integration.conftest import _database_url, client, smtp_server, smtp_sink, sqs, sqs_server  # noqa: F401
+from tests.integration.conftest import _database_url
 from tests.test_deploy_recorder import CALLS_FILE_ENV, Recorded, read_calls_file, recording
 from tests.test_deploy_template import ROLE_OF_PROCESS, load_template, role_grants
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUNNER = "from tests.test_deploy_recorder import run_recorded; run_recorded()"
 
 
@@ -70,7 +70,7 @@ def failed_gift_with_dead_letter(sender) -> Gift:
     return gift
 
 
-def web_paths(client, make_user) -> None:  # noqa: F811 - `client` is the integration API client
+def web_paths(client, make_user) -> None:
     """What the public web service does with SQS: accept a gift, answer probes and scrapes, show the ops page."""
     response = client.post(
         "/api/v1/gifts/",
@@ -84,7 +84,7 @@ def web_paths(client, make_user) -> None:  # noqa: F811 - `client` is the integr
     assert staff_client(make_user).get("/admin/operations/").status_code == 200
 
 
-def test_web_makes_exactly_its_listed_calls(sqs, client, make_user, settings):  # noqa: F811
+def test_web_makes_exactly_its_listed_calls(sqs, client, make_user, settings):
     settings.GIFT_PUBLISH_IN_BACKGROUND = False
     recorded = Recorded()
     with recording(recorded):
@@ -93,7 +93,7 @@ def test_web_makes_exactly_its_listed_calls(sqs, client, make_user, settings):  
     assert_same(recorded.calls, aws_actions.WEB)
 
 
-def test_admin_makes_exactly_its_listed_calls(sqs, client, make_user, settings):  # noqa: F811
+def test_admin_makes_exactly_its_listed_calls(sqs, client, make_user, settings):
     settings.GIFT_PUBLISH_IN_BACKGROUND = False
     gift = failed_gift_with_dead_letter(make_user())
     recorded = Recorded()
@@ -153,7 +153,7 @@ def assert_same(recorded: set, listed: frozenset, *, log: Path | None = None) ->
     assert recorded == listed, f"{difference} (log: {log})"
 
 
-def lost_while_running(worker: subprocess.Popen, smtp_sink, gift: Gift, *, queue: str) -> None:  # noqa: F811
+def lost_while_running(worker: subprocess.Popen, smtp_sink, gift: Gift, *, queue: str) -> None:
     """Kill the pool child while it sends the gift's email (a delivery message taken from `queue`)."""
     smtp_sink.reset()
     smtp_sink.hold()
@@ -169,7 +169,7 @@ def settled(gift: Gift, *statuses: str) -> bool:
     return gift.status in statuses
 
 
-def test_worker_makes_exactly_its_listed_calls(sqs, smtp_sink, transactional_db, make_user, tmp_path):  # noqa: F811
+def test_worker_makes_exactly_its_listed_calls(sqs, smtp_sink, transactional_db, make_user, tmp_path):
     sender = make_user()
     worker = celery_process(
         tmp_path, "worker", "worker", "--loglevel", "INFO", "--concurrency", "1", "--without-mingle",
@@ -203,7 +203,7 @@ def test_worker_makes_exactly_its_listed_calls(sqs, smtp_sink, transactional_db,
     assert_same(read_calls_file(calls), aws_actions.WORKER, log=tmp_path / "worker.log")
 
 
-def test_beat_makes_exactly_its_listed_calls(sqs, tmp_path):  # noqa: F811
+def test_beat_makes_exactly_its_listed_calls(sqs, tmp_path):
     beat = celery_process(
         tmp_path, "beat", "beat", "--loglevel", "INFO", "--schedule", str(tmp_path / "celerybeat-schedule"),
         GIFT_SWEEP_INTERVAL="1", MONITOR_INTERVAL="1",
