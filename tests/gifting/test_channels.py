@@ -2,15 +2,11 @@
 
 import smtplib
 import socket
-from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from gifting.channels import classify_smtp_error, deliver_voucher, message_id_for, send_voucher_email
 from gifting.errors import PermanentDeliveryError, TransientDeliveryError
-from tests.factories import gift_row
-from vouchers.models import Voucher
 
 
 @pytest.mark.parametrize(
@@ -55,22 +51,6 @@ def test_reasons_do_not_leak_the_server_reply():
     error = classify_smtp_error(smtplib.SMTPResponseException(550, b"5.1.1 <bob@corp.example> unknown"))
     assert "bob" not in error.reason
     assert "5.1.1" not in error.reason
-
-
-@pytest.fixture
-def gift(user):
-    return gift_row(user, amount=Decimal("25.00"))
-
-
-@pytest.fixture
-def voucher(gift):
-    return Voucher.objects.create(
-        gift=gift,
-        code="K7QM-3XTA-B2CD-EFGH-JKMN",
-        amount=gift.amount,
-        currency=gift.currency,
-        expires_at=timezone.now() + timezone.timedelta(days=1),
-    )
 
 
 @pytest.fixture

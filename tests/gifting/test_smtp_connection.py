@@ -8,19 +8,15 @@ transient or permanent as they were with one connection per email.
 import socket
 import threading
 from collections import deque
-from decimal import Decimal
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
-from django.utils import timezone
 
 from core import emails
 from gifting.channels import send_voucher_email
 from gifting.errors import PermanentDeliveryError, TransientDeliveryError
-from tests.factories import gift_row
 from tests.waiting import wait_until
-from vouchers.models import Voucher
 
 IDLE_TIMEOUT = 1.0  # seconds the server keeps an idle connection in the test that lets it drop one
 
@@ -108,22 +104,6 @@ def impatient_smtp(settings):
     handler, controller = _start(settings, timeout=IDLE_TIMEOUT)
     yield handler
     controller.stop()
-
-
-@pytest.fixture
-def gift(user):
-    return gift_row(user, amount=Decimal("25.00"))
-
-
-@pytest.fixture
-def voucher(gift):
-    return Voucher.objects.create(
-        gift=gift,
-        code="K7QM-3XTA-B2CD-EFGH-JKMN",
-        amount=gift.amount,
-        currency=gift.currency,
-        expires_at=timezone.now() + timezone.timedelta(days=1),
-    )
 
 
 def test_emails_in_a_row_share_one_connection(smtp, gift, voucher):
