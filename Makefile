@@ -69,14 +69,17 @@ chaos: $(STAMP)
 	mkdir -p var
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/chaos.py --report var/chaos-report.txt
 
-# The benchmarks (bench/accept.py, bench/drain.py; figures in docs/benchmarks.md): the real stack on
-# loopback (PostgreSQL database `bench`, Redis db 12, LocalStack's SQS, web on :8411), a few minutes.
+# The benchmarks (docs/benchmarks.md): accept against its floors, the drain against Celery's and raw
+# SQS, accept with SQS slowed and down, serial and end-to-end latency; the real stack on loopback
+# (PostgreSQL database `bench`, Redis db 12, LocalStack's SQS, web on :8411), about 12 minutes.
 bench: $(STAMP)
 	mkdir -p var
 	bin/ensure-wrk
 	bin/ensure-localstack
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/accept.py $(ACCEPT_ARGS)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/drain.py $(DRAIN_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/accept_faults.py $(FAULTS_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/latency.py $(LATENCY_ARGS)
 
 # The growth benchmark (bench/growth.py; docs/benchmarks.md, "Growth"): accept and the review queue
 # with 10 thousand, then 1 million existing gifts, bulk-loaded; about 15 minutes on two cores.
