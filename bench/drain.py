@@ -96,6 +96,7 @@ def queue_gifts(stack: Stack, count: int, round_number: int) -> None:
 
     from gifting.models import Gift, GiftStatus
     from gifting.services.intake import gift_create
+    from gifting.services.publisher import publisher_flush
 
     sender = get_user_model().objects.get(pk=stack.senders_created[0][0])
     started = time.monotonic()
@@ -107,6 +108,9 @@ def queue_gifts(stack: Stack, count: int, round_number: int) -> None:
             recipient_email=f"drain-{round_number}-{number % 1000}@example.com",
             message="bench",
         )
+    # Every message on SQS before the worker starts: the drain measures taking them, not sending them.
+    if not publisher_flush(timeout=600):
+        raise RuntimeError("the publisher thread did not send every message within 10 minutes")
     queued = Gift.objects.filter(status=GiftStatus.QUEUED).count()
     if queued != count:
         raise RuntimeError(f"{queued} of {count} gifts queued: a limit or rule held or refused some")

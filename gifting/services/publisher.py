@@ -18,6 +18,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from functools import partial
 
@@ -35,6 +36,11 @@ PENDING_CAPACITY = 1_000
 # How long a process that is exiting (a gunicorn worker recycled, a management command done) gives
 # the thread to send what is pending; the sweeper sends whatever is left.
 EXIT_FLUSH_SECONDS = 5.0
+# After a failed publish the thread waits before the next one, twice as long each time up to the cap:
+# a broker that is down is not hammered (each failed attempt, kombu reconnecting and retrying, costs
+# the process CPU its requests need); the gifts wait in the hand-over queue or for the sweeper.
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
 _STOP = object()
 
 
@@ -87,15 +93,22 @@ class BackgroundPublisher:
 
     def _run(self) -> None:
         pending = self._pending
+        backoff = 0.0
         try:
             while (item := pending.get()) is not _STOP:
                 gift_id, actor_label, context = item
                 close_old_connections()  # as around a request: a broken or too old connection is replaced
                 try:
-                    context.run(gift_publish, gift_id=gift_id, actor_label=actor_label)
+                    published = context.run(gift_publish, gift_id=gift_id, actor_label=actor_label)
                 except Exception:  # the database failed us: the sweeper publishes it later
                     logger.exception("gift publish crashed gift=%s", gift_id)
                     connections.close_all()  # it may be broken: the next gift opens a new one
+                    published = False
+                if published:
+                    backoff = 0.0
+                else:
+                    backoff = min(max(backoff * 2, BACKOFF_FIRST_SECONDS), BACKOFF_MAX_SECONDS)
+                    time.sleep(backoff)
         finally:
             connections.close_all()
 

@@ -136,3 +136,17 @@ def test_a_publish_that_crashes_does_not_stop_the_thread(monkeypatch):
 
     assert background.flush(timeout=10)
     assert calls == [first, second]
+
+
+def test_after_a_failed_publish_the_thread_backs_off_and_resets_once_one_succeeds(monkeypatch):
+    """A broker that is down is not hammered: waits of 0.5, 1, 2 s..., back to none after a success."""
+    outcomes = iter([False, False, False, True, False])
+    monkeypatch.setattr(publisher, "gift_publish", lambda **kwargs: next(outcomes))
+    waits: list[float] = []
+    monkeypatch.setattr(publisher.time, "sleep", waits.append)
+    background = BackgroundPublisher(capacity=10)
+    for _ in range(5):
+        background.submit(uuid.uuid4(), "api")
+
+    assert background.flush(timeout=10)
+    assert waits == [0.5, 1.0, 2.0, 0.5]
