@@ -77,19 +77,13 @@ def _record(
     if first:
         # The gift's first event, in the transaction that inserted the gift: no other transaction can
         # see the gift yet, let alone add an event to it, so there is no lock to take and no predecessor.
-        event.at = at or timezone.now()
-        event.chain_hash = link_hash(gift_anchor(gift.pk), event_link_fields(event), key=chain_key())
-        event.save()
-        return event
+        return _link_and_save(event, after=gift_anchor(gift.pk), at=at)
     if previous is not None:
         # The caller wrote `previous` in this transaction while holding the gift's row lock, and holds
         # it still: no other event can have followed it, so it is the head, without a lock or a look.
         if previous.gift_id != gift.pk or previous.pk is None:
             raise ValueError("an event follows a saved event of its own gift")
-        event.at = at or timezone.now()
-        event.chain_hash = link_hash(previous.chain_hash, event_link_fields(event), key=chain_key())
-        event.save()
-        return event
+        return _link_and_save(event, after=previous.chain_hash, at=at)
     with transaction.atomic(savepoint=False):
         # The gift's row lock puts one gift's events in a single file: no two can follow the same
         # predecessor. It is the lock gifting.transitions takes first, so callers that already hold it
@@ -97,13 +91,15 @@ def _record(
         # take no other lock after it. The head is read after the lock, in a statement of its own, so it
         # sees an event committed by whoever held the lock before.
         Gift.objects.select_for_update().filter(pk=gift.pk).values_list("pk").get()
-        previous = (
-            GiftEvent.objects.filter(gift_id=gift.pk).order_by("-id").values_list("chain_hash", flat=True).first()
-        )
-        event.at = at or timezone.now()
-        anchor = gift_anchor(gift.pk) if previous is None else previous
-        event.chain_hash = link_hash(anchor, event_link_fields(event), key=chain_key())
-        event.save()
+        head = GiftEvent.objects.filter(gift_id=gift.pk).order_by("-id").values_list("chain_hash", flat=True).first()
+        return _link_and_save(event, after=gift_anchor(gift.pk) if head is None else head, at=at)
+
+
+def _link_and_save(event: GiftEvent, *, after: str, at: datetime | None) -> GiftEvent:
+    """Date the event, chain it after `after` (its predecessor's hash, or the gift's anchor), save it."""
+    event.at = at or timezone.now()
+    event.chain_hash = link_hash(after, event_link_fields(event), key=chain_key())
+    event.save()
     return event
 
 
