@@ -9,7 +9,6 @@ from decimal import Decimal
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncMinute
-from django.utils import timezone
 
 from core import crypto
 from fraud.history import BASELINE_PERIOD, RECENT_GIFTS_CAP, RecentGifts, SenderHistory, Totals, Windows
@@ -163,12 +162,6 @@ def recipient_histories(*, recipient_indexes: Iterable[str], since: datetime) ->
     for row in rows:
         histories[row["recipient_index"]] = {"gifts": row["gifts"], "senders": row["senders"]}
     return histories
-
-
-def recipient_history(*, recipient_index: str, since: datetime | None = None) -> dict[str, int]:
-    """One recipient's recipient_histories; `since` defaults to REVIEW_HISTORY_PERIOD ago."""
-    since = since or timezone.now() - REVIEW_HISTORY_PERIOD
-    return recipient_histories(recipient_indexes=[recipient_index], since=since)[recipient_index]
 
 
 def held_gift_counts() -> dict[str, int]:

@@ -57,12 +57,14 @@ def test_recipient_history_counts_only_the_recent_period(make_user):
     created_long_ago(gift_row(old_sender, recipient_email="dave@example.com"))
     created_long_ago(gift_row(old_sender, recipient_email="dave@example.com"))
 
-    assert selectors.recipient_history(recipient_index=recent.recipient_index) == {"gifts": 1, "senders": 1}
-    since = LONG_AGO - timedelta(days=1)
-    assert selectors.recipient_history(recipient_index=recent.recipient_index, since=since) == {
-        "gifts": 3,
-        "senders": 2,
+    index = recent.recipient_index
+    within_period = timezone.now() - selectors.REVIEW_HISTORY_PERIOD
+    assert selectors.recipient_histories(recipient_indexes=[index], since=within_period)[index] == {
+        "gifts": 1,
+        "senders": 1,
     }
+    since = LONG_AGO - timedelta(days=1)
+    assert selectors.recipient_histories(recipient_indexes=[index], since=since)[index] == {"gifts": 3, "senders": 2}
 
 
 def test_sender_history_counts_only_the_recent_period(make_user):
