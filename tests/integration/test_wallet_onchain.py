@@ -37,6 +37,10 @@ def retried_because(gift: Gift, reason: str) -> bool:
     return GiftEvent.objects.filter(gift=gift, type="retry_scheduled", details__reason=reason).exists()
 
 
+def dead_lettered(gift: Gift) -> bool:
+    return GiftEvent.objects.filter(gift=gift, type="dead_lettered").exists()
+
+
 def test_an_unconfirmed_credit_is_retried_then_delivered_once_blocks_are_mined(
     sqs, start_worker, client, wallet_server, chain
 ):
@@ -67,6 +71,8 @@ def test_credits_the_chain_contradicts_fail_at_once_and_are_dead_lettered(
 
     for gift in gifts:
         wait_until(lambda gift=gift: status_of(gift) == GiftStatus.FAILED, timeout=60, message="not failed")
+        # The dead_lettered event follows the failure, once the DLQ has the message.
+        wait_until(lambda gift=gift: dead_lettered(gift), timeout=60, message="not dead-lettered")
     for gift in gifts:
         assert (gift.attempts, gift.last_error) == (1, FAILURE_REASONS["permanent"])  # not retried; coarse
         types = list(GiftEvent.objects.filter(gift=gift).order_by("at", "id").values_list("type", flat=True))
