@@ -24,12 +24,17 @@ $(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(STAMP)
 	DJANGO_DEBUG=true PATH="$(CURDIR)/$(BIN):$$PATH" bin/run-dev
 
+# The suite in TEST_WORKERS processes (pytest-xdist; each with its own ports, Redis database and test
+# database: tests/parallel.py). Most integration tests wait on workers and timeouts, so three share two
+# cores well. TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 3
+
 test: $(STAMP)
 	mkdir -p var
 	rm -rf var/test-metrics
 	bin/ensure-chromium
 	bin/ensure-promtool
-	DJANGO_DEBUG=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest
+	DJANGO_DEBUG=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 # The API fuzzed against its own schema at length (make test runs a short round of the same).
 fuzz: $(STAMP)

@@ -1,6 +1,7 @@
-"""Fixtures shared by every test: users and API clients."""
+"""Fixtures shared by every test: users and API clients; a parallel run's resources per worker process."""
 
 import itertools
+import os
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -9,8 +10,16 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from tests.factories import api_token
+from tests.parallel import worker_environment
 
 _usernames = itertools.count(1)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config, specs) -> None:
+    """Under pytest-xdist, before its worker processes start: each its own ports, Redis database and directories."""
+    for number, spec in enumerate(specs, start=1):
+        spec.env.update(worker_environment(number, os.environ))
 
 
 @pytest.fixture(autouse=True)
