@@ -47,6 +47,14 @@ LOCALSTACK_PYTHON = ROOT / "var" / "localstack-venv" / "bin" / "python"
 QUEUE_PREFIX = "bench-"
 BENCH_USERNAME = "bench-sender-{}"
 # Environment the stack replaces wholesale, so nothing of the caller's (a test run's, say) leaks in.
+# Keys made once per benchmark process, not per Stack: the process sets Django up once, with the first
+# stack's environment, and what it writes (sessions, encrypted recipients, blind indexes) must read back
+# in the web and worker of every stack it starts after (bench/growth.py starts one per size).
+RUN_KEYS = {
+    "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
+}
 REPLACED_PREFIXES = ("AWS_", "SQS_", "EMAIL_", "GIFT_", "FRAUD_", "RATELIMIT_", "DJANGO_", "DATABASE_URL", "REDIS_",
                      "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY")  # fmt: skip
 
@@ -122,9 +130,7 @@ class Stack:
             # Production's mode (no debug cursor recording every query), with keys made for the run and
             # plain http on loopback; settings_bench sets LOG_LEVEL and plain static file names.
             "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-            "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-            "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
+            **RUN_KEYS,
             "DJANGO_SECURE_SSL_REDIRECT": "false",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DATABASE_URL": DATABASE_URL,
