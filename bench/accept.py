@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cpu
-from stack import ROOT, Stack, add_stack_arguments, say
+from stack import CPU_PARTS, ROOT, Stack, add_stack_arguments, say
 
 LUA = Path(__file__).resolve().parent / "wrk" / "gifts.lua"
 PRODUCT = "/api/v1/gifts/"
@@ -55,21 +55,11 @@ class Round:
         return self.requests / self.seconds
 
 
-CPU_PARTS = ("web", "worker", "sqs", "postgres", "redis", "bench process")
-
-
-def stack_cpu(stack: Stack) -> dict[str, float]:
-    """CPU seconds so far of each part of the stack (bench/cpu.py); the SMTP sink runs in the bench process."""
-    groups = {name: process.group for name, process in (("web", stack.web), ("worker", stack.worker),
-              ("sqs", stack.sqs)) if process is not None and process.group is not None}  # fmt: skip
-    return cpu.cpu_seconds(groups, {"postgres": "postgres", "redis": "redis-server"})
-
-
 def measured_round(stack: Stack, path: str, *, seconds: float, connections: int, run: str) -> Round:
     """run_wrk, with the CPU each part of the stack spent per request meanwhile."""
-    before = stack_cpu(stack)
+    before = stack.cpu_seconds()
     result = run_wrk(stack, path, seconds=seconds, connections=connections, run=run)
-    spent = cpu.difference(stack_cpu(stack), before)
+    spent = cpu.difference(stack.cpu_seconds(), before)
     per_request = {part: 1000 * spent.get(part, 0.0) / max(result.requests, 1) for part in CPU_PARTS}
     return replace(result, cpu_ms=per_request)
 

@@ -18,7 +18,9 @@ Starts the stack (bench/stack.py) without its worker, then, in each round:
 
 The worker is stopped between phases, so each backlog is complete before it starts.
 Prints msgs/s of each (median over rounds) and the ratios gifts/Celery and gifts/raw, the SQS
-calls per message (LocalStack's request log) and, for the gifts, the PostgreSQL sessions and
+calls per message (LocalStack's request log), the CPU each part of the stack spent per message
+(bench/cpu.py: worker, SQS server, PostgreSQL, Redis, this process with the SMTP sink) and the rate
+the machine's cores would allow at that cost, and, for the gifts, the PostgreSQL sessions and
 transactions per gift (pg_stat_database; the transactions include this script's progress polls).
 --prefetch sets the worker's prefetch multiplier through WORKER_PREFETCH_MULTIPLIER, for both
 the gifts and the Celery floor.
@@ -34,10 +36,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import cpu
 from chaos_lib import wait_for
-from stack import ROOT, Stack, add_stack_arguments, say
+from stack import CPU_PARTS, ROOT, Stack, add_stack_arguments, say
 
 BATCH = 10  # SQS's maximum per receive and per delete batch
+CORES = os.cpu_count() or 1
 POLL = 0.05  # seconds between two looks at progress
 NOOP_TASK = "celery.accumulate"  # built into every Celery app: returns its arguments, nothing else
 # LocalStack logs each call it answers ("AWS sqs.ReceiveMessage => 200"); moto's log does not name them.
@@ -54,6 +58,7 @@ class Drain:
     seconds: float
     calls: Counter = field(default_factory=Counter)  # SQS calls while draining (LocalStack only)
     database: Counter = field(default_factory=Counter)  # PostgreSQL sessions and transactions while draining
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU milliseconds per message while draining, by part
 
     @property
     def rate(self) -> float:
@@ -130,9 +135,11 @@ def run_worker_until(stack: Stack, done, *, what: str, count: int, timeout: floa
     stack.start_worker()
     stack.wait_worker_ready()
     calls = SqsCalls(stack)
+    cpu_before = stack.cpu_seconds()
     started = time.monotonic()
     wait_for(done, timeout=timeout, what=what, interval=POLL)
     seconds = time.monotonic() - started
+    cpu_spent = cpu.difference(stack.cpu_seconds(), cpu_before)
     drained_calls = calls.mark()
     stack.stop_worker()
     database = database_activity() - database_before  # after the stop: the worker's sessions have ended
@@ -142,7 +149,8 @@ def run_worker_until(stack: Stack, done, *, what: str, count: int, timeout: floa
     from django.conf import settings
 
     time.sleep(settings.SQS_WAIT_TIME_SECONDS + 1)
-    return Drain(what=what, count=count, seconds=seconds, calls=drained_calls, database=database)
+    cpu_ms = {part: 1000 * cpu_spent.get(part, 0.0) / count for part in CPU_PARTS if part != "web"}
+    return Drain(what=what, count=count, seconds=seconds, calls=drained_calls, database=database, cpu_ms=cpu_ms)
 
 
 def drain_gifts(stack: Stack, count: int, round_number: int, timeout: float) -> Drain:
@@ -206,6 +214,22 @@ def drain_raw(count: int, timeout: float) -> Drain:
                  calls=Counter(ReceiveMessage=receives, DeleteMessageBatch=receives))  # fmt: skip
 
 
+def cpu_report(rounds: list[dict[str, Drain]]) -> list[str]:
+    """CPU ms per message by part (medians over rounds), and the rate the machine's cores allow at that cost.
+
+    The bench process's share is the SMTP sink's and this script's progress polls (one query every POLL).
+    """
+    parts = [part for part in CPU_PARTS if part != "web"]
+    lines = ["CPU ms per message while draining, by part (median over rounds):",
+             f"  {'':10} " + " ".join(f"{part:>13}" for part in (*parts, "total")) + "   cores allow"]  # fmt: skip
+    for what in ("gifts", "celery"):
+        medians = {part: statistics.median(r[what].cpu_ms.get(part, 0.0) for r in rounds) for part in parts}
+        total = sum(medians.values())
+        row = " ".join(f"{medians[part]:13.1f}" for part in parts)
+        lines.append(f"  {what:10} {row} {total:13.1f}   {1000 * CORES / total:8.1f}/s")
+    return lines
+
+
 def report(rounds: list[dict[str, Drain]], *, args: argparse.Namespace) -> str:
     rate = {what: statistics.median(r[what].rate for r in rounds) for what in rounds[0]}
     gifts, celery, raw = rate["gifts"], rate["celery"], rate["raw"]
@@ -220,6 +244,7 @@ def report(rounds: list[dict[str, Drain]], *, args: argparse.Namespace) -> str:
         *(f"  {name:26} {per_message(drain.calls, drain.count)}" for name, drain in rounds[-1].items()),
         "PostgreSQL per gift while draining (last round): "
         + per_message(rounds[-1]["gifts"].database, rounds[-1]["gifts"].count),
+        *cpu_report(rounds),
     ]
     return "\n".join(lines)
 

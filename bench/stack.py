@@ -21,6 +21,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import cpu
 from aiosmtpd.controller import Controller
 from chaos_lib import (
     LOOPBACK,
@@ -75,6 +76,10 @@ class CountingSink:
 def say(message: str) -> None:
     """Progress on stderr: the figures alone go to stdout."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# The parts whose CPU Stack.cpu_seconds reads.
+CPU_PARTS = ("web", "worker", "sqs", "postgres", "redis", "bench process")
 
 
 class Stack:
@@ -259,6 +264,12 @@ class Stack:
 
     def _process(self, name: str, argv: list[str]) -> Process:
         return Process(name, argv, env=self.env, log_path=self.log_dir / f"{name}.log", cwd=ROOT).start()
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of each part (bench/cpu.py): PARTS; the SMTP sink runs in the bench process."""
+        groups = {name: process.group for name, process in (("web", self.web), ("worker", self.worker),
+                  ("sqs", self.sqs)) if process is not None and process.group is not None}  # fmt: skip
+        return cpu.cpu_seconds(groups, {"postgres": "postgres", "redis": "redis-server"})
 
     def web_answers(self) -> bool:
         import requests
