@@ -42,6 +42,7 @@ from stack import CPU_PARTS, ROOT, Stack, add_stack_arguments, say
 
 BATCH = 10  # SQS's maximum per receive and per delete batch
 CORES = os.cpu_count() or 1
+DRAIN_CPU_PARTS = tuple(part for part in CPU_PARTS if part != "web")  # no web process while draining
 POLL = 0.05  # seconds between two looks at progress
 NOOP_TASK = "celery.accumulate"  # built into every Celery app: returns its arguments, nothing else
 # LocalStack logs each call it answers ("AWS sqs.ReceiveMessage => 200"); moto's log does not name them.
@@ -149,7 +150,7 @@ def run_worker_until(stack: Stack, done, *, what: str, count: int, timeout: floa
     from django.conf import settings
 
     time.sleep(settings.SQS_WAIT_TIME_SECONDS + 1)
-    cpu_ms = {part: 1000 * cpu_spent.get(part, 0.0) / count for part in CPU_PARTS if part != "web"}
+    cpu_ms = {part: 1000 * cpu_spent.get(part, 0.0) / count for part in DRAIN_CPU_PARTS}
     return Drain(what=what, count=count, seconds=seconds, calls=drained_calls, database=database, cpu_ms=cpu_ms)
 
 
@@ -219,13 +220,12 @@ def cpu_report(rounds: list[dict[str, Drain]]) -> list[str]:
 
     The bench process's share is the SMTP sink's and this script's progress polls (one query every POLL).
     """
-    parts = [part for part in CPU_PARTS if part != "web"]
-    lines = ["CPU ms per message while draining, by part (median over rounds):",
-             f"  {'':10} " + " ".join(f"{part:>13}" for part in (*parts, "total")) + "   cores allow"]  # fmt: skip
+    header = " ".join(f"{part:>13}" for part in (*DRAIN_CPU_PARTS, "total"))
+    lines = ["CPU ms per message while draining, by part (median over rounds):", f"  {'':10} {header}   cores allow"]
     for what in ("gifts", "celery"):
-        medians = {part: statistics.median(r[what].cpu_ms.get(part, 0.0) for r in rounds) for part in parts}
+        medians = {part: statistics.median(r[what].cpu_ms[part] for r in rounds) for part in DRAIN_CPU_PARTS}
         total = sum(medians.values())
-        row = " ".join(f"{medians[part]:13.1f}" for part in parts)
+        row = " ".join(f"{medians[part]:13.1f}" for part in DRAIN_CPU_PARTS)
         lines.append(f"  {what:10} {row} {total:13.1f}   {1000 * CORES / total:8.1f}/s")
     return lines
 

@@ -47,7 +47,6 @@ MOTO_PORT = int(os.environ.get("BENCH_MOTO_PORT", "9361"))
 LOCALSTACK_PYTHON = ROOT / "var" / "localstack-venv" / "bin" / "python"
 QUEUE_PREFIX = "bench-"
 BENCH_USERNAME = "bench-sender-{}"
-# Environment the stack replaces wholesale, so nothing of the caller's (a test run's, say) leaks in.
 # Keys made once per benchmark process, not per Stack: the process sets Django up once, with the first
 # stack's environment, and what it writes (sessions, encrypted recipients, blind indexes) must read back
 # in the web and worker of every stack it starts after (bench/growth.py starts one per size).
@@ -56,6 +55,7 @@ RUN_KEYS = {
     "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
 }
+# Environment the stack replaces wholesale, so nothing of the caller's (a test run's, say) leaks in.
 REPLACED_PREFIXES = ("AWS_", "SQS_", "EMAIL_", "GIFT_", "FRAUD_", "RATELIMIT_", "DJANGO_", "DATABASE_URL", "REDIS_",
                      "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY")  # fmt: skip
 
@@ -266,7 +266,7 @@ class Stack:
         return Process(name, argv, env=self.env, log_path=self.log_dir / f"{name}.log", cwd=ROOT).start()
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds so far of each part (bench/cpu.py): PARTS; the SMTP sink runs in the bench process."""
+        """CPU seconds so far of each of CPU_PARTS (bench/cpu.py); the SMTP sink runs in the bench process."""
         groups = {name: process.group for name, process in (("web", self.web), ("worker", self.worker),
                   ("sqs", self.sqs)) if process is not None and process.group is not None}  # fmt: skip
         return cpu.cpu_seconds(groups, {"postgres": "postgres", "redis": "redis-server"})

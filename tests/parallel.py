@@ -1,4 +1,4 @@
-"""Resources of their own for each process of a parallel run (`make test` runs pytest-xdist's `-n 2`).
+"""Resources of their own for each process of a parallel run (`make test` runs pytest-xdist's `-n $(TEST_WORKERS)`, 3).
 
 Each worker process of the run gets its own SQS and SMTP ports, Redis database, metrics and heartbeat
 directories, shifted from the ones this run was given (pyproject.toml's test environment, or the caller's):
